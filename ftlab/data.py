@@ -1,0 +1,126 @@
+"""Loads training data for an objective (local files or a hub dataset) and the held-out questions, as datasets."""
+
+import json
+from pathlib import Path
+
+from ftlab.paths import resolve
+
+TABLE_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+TEXT_SUFFIXES = {".txt", ".md"}
+REQUIRED = {"prompt_completion": ["prompt", "completion"], "messages": ["messages"], "text": ["text"]}
+
+
+class DataError(ValueError):
+    """Bad training or evaluation data: the message names the source and what was expected."""
+
+
+def load_source(source: str, columns: dict):
+    """A datasets.Dataset from a table file, a text file or folder of them (one row per paragraph), or a hub id."""
+    from datasets import Dataset, load_dataset
+
+    path = resolve(source)
+    if path.is_dir() and not any(path.glob("*.parquet")) and not any(path.glob("*.json*")):
+        files = sorted(p for p in path.rglob("*") if p.suffix in TEXT_SUFFIXES)
+        if not files:
+            raise DataError(f"{path}: no .txt or .md files in this folder")
+        return Dataset.from_dict({"text": [t for f in files for t in _paragraph_chunks(f)]})
+    if path.suffix in TEXT_SUFFIXES:
+        return Dataset.from_dict({"text": _paragraph_chunks(path)})
+    if path.suffix in TABLE_SUFFIXES:
+        if path.suffix == ".jsonl":
+            _check_jsonl(path)
+        dataset = load_dataset(TABLE_SUFFIXES[path.suffix], data_files=str(path), split="train")
+    elif path.exists():
+        dataset = load_dataset(str(path), split="train")  # a local dataset folder
+    elif "/" in source and not source.startswith((".", "/")):
+        dataset = load_dataset(source, split="train")  # a hub dataset (needs the network)
+    else:
+        raise DataError(f"{source}: no such file, folder or hub dataset")
+    renames = {old: new for old, new in columns.items() if old in dataset.column_names}
+    return dataset.rename_columns(renames) if renames else dataset
+
+
+def _paragraph_chunks(path: Path, max_chars: int = 1200) -> list:
+    """Paragraphs (blank-line separated), merged up to max_chars, so packing sees document-sized pieces."""
+    chunks, current = [], ""
+    for para in path.read_text(encoding="utf-8").split("\n\n"):
+        para = para.strip()
+        if not para:
+            continue
+        if current and len(current) + len(para) > max_chars:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n\n{para}" if current else para
+    return chunks + [current] if current else chunks
+
+
+def _check_jsonl(path: Path) -> None:
+    """One clear line for a malformed file instead of pyarrow's trace."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+
+
+def train_dataset(data_cfg, data_format: str, system_prompt: str | None):
+    """The data.train source of this format, checked and put in the conversational form TRL expects."""
+    source = data_cfg.train.get(data_format)
+    if not source:
+        raise DataError(
+            f"data.train.{data_format}: objective needs a '{data_format}' source and data={data_cfg.name} has none "
+            f"(it has: {', '.join(data_cfg.train) or 'nothing'})"
+        )
+    dataset = load_source(source, dict(data_cfg.columns))
+    missing = [c for c in REQUIRED[data_format] if c not in dataset.column_names]
+    if missing:
+        raise DataError(
+            f"{source}: expected column(s) {missing} for {data_format} data, found {dataset.column_names} "
+            f"(map yours with data.columns)"
+        )
+    if len(dataset) == 0:
+        raise DataError(f"{source}: no examples")
+    if data_cfg.max_train_examples:
+        dataset = dataset.select(range(min(len(dataset), data_cfg.max_train_examples)))
+    if data_format == "prompt_completion" and isinstance(dataset[0]["prompt"], str):
+        # Question/answer strings become one chat turn, so SFT trains and evaluates through the chat template
+        # exactly like instruction tuning does (TRL then masks the prompt: loss on the answer only).
+        dataset = dataset.map(
+            lambda row: {
+                "prompt": chat_prompt(row["prompt"], system_prompt),
+                "completion": [{"role": "assistant", "content": row["completion"]}],
+            }
+        )
+    if data_format == "messages" and system_prompt:
+        dataset = dataset.map(lambda row: {"messages": _with_system(row["messages"], system_prompt)})
+    return dataset.select_columns(REQUIRED[data_format])
+
+
+def chat_prompt(question: str, system_prompt: str | None) -> list:
+    return _with_system([{"role": "user", "content": question}], system_prompt)
+
+
+def _with_system(messages: list, system_prompt: str | None) -> list:
+    if not system_prompt or (messages and messages[0]["role"] == "system"):
+        return messages
+    return [{"role": "system", "content": system_prompt}] + messages
+
+
+def eval_questions(data_cfg, limit: int | None) -> list:
+    """Held-out rows {question, answer, facts}: facts are the strings a correct answer must state."""
+    if not data_cfg.eval:
+        return []
+    dataset = load_source(data_cfg.eval, dict(data_cfg.columns))
+    for column in ("question", "answer"):
+        if column not in dataset.column_names:
+            raise DataError(f"{data_cfg.eval}: expected a '{column}' column, found {dataset.column_names}")
+    rows = [dict(r) for r in dataset]
+    for number, row in enumerate(rows, start=1):
+        row["facts"] = row.get("facts") or [row["answer"]]
+        if not row["question"] or not row["answer"]:
+            raise DataError(f"{data_cfg.eval}: row {number}: empty question or answer")
+    return rows[:limit] if limit else rows

@@ -1,0 +1,113 @@
+"""Held-out evaluation shared by the base and the fine-tuned model: answer loss, perplexity, greedy answers, accuracy."""
+
+import math
+import re
+
+import torch
+
+from ftlab.data import chat_prompt
+
+
+def normalise(text: str) -> str:
+    text = text.lower().replace("-", " ").replace("\u2011", " ")
+    return re.sub(r"\s+", " ", re.sub(r"[^\w%.,€$£ ]", " ", text)).strip()
+
+
+def states_facts(answer: str, facts: list) -> bool:
+    """Correct when every expected fact string appears in the answer (case, hyphens and spacing ignored)."""
+    said = normalise(answer)
+    return all(normalise(fact) in said for fact in facts)
+
+
+@torch.no_grad()
+def answer_loss(model, tokenizer, rows: list, system_prompt, batch_size: int = 16) -> float:
+    """Mean token loss of each reference answer (end-of-turn included) given its question, through the chat
+    template: the same number for every objective, so runs compare."""
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        ids, labels = [], []
+        for row in batch:
+            prompt = chat_prompt(row["question"], system_prompt)
+            full = prompt + [{"role": "assistant", "content": row["answer"]}]
+            p = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)
+            f = tokenizer.apply_chat_template(full, tokenize=True, return_dict=True)
+            p_ids, f_ids = p["input_ids"], f["input_ids"]
+            ids.append(f_ids)
+            labels.append([-100] * len(p_ids) + f_ids[len(p_ids) :])
+        width = max(map(len, ids))
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=model.device)
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=model.device)
+        target = torch.tensor([x + [-100] * (width - len(x)) for x in labels], device=model.device)
+        logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)), target[:, 1:].reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        total += loss.item()
+        count += int((target[:, 1:] != -100).sum())
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def generate_answers(model, tokenizer, questions: list, system_prompt, max_new_tokens: int, batch_size: int) -> list:
+    """Greedy answers, batched with left padding (decoder-only models continue from the right end)."""
+    model.eval()
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    answers = []
+    try:
+        for start in range(0, len(questions), batch_size):
+            prompts = [
+                tokenizer.apply_chat_template(chat_prompt(q, system_prompt), add_generation_prompt=True, tokenize=False)
+                for q in questions[start : start + batch_size]
+            ]
+            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new_tokens = out[:, enc["input_ids"].shape[1] :]
+            answers += [a.strip() for a in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = side
+    return answers
+
+
+def evaluate(model, tokenizer, rows: list, system_prompt, eval_cfg) -> dict:
+    """loss, perplexity, answer accuracy and the answers themselves, on the held-out rows."""
+    if not rows:
+        return {}
+    loss = answer_loss(model, tokenizer, rows, system_prompt, eval_cfg.batch_size)
+    answers = generate_answers(
+        model, tokenizer, [r["question"] for r in rows], system_prompt, eval_cfg.max_new_tokens, eval_cfg.batch_size
+    )
+    correct = [states_facts(a, r["facts"]) for a, r in zip(answers, rows)]
+    return {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 50.0)),
+        "answer_accuracy": sum(correct) / len(rows),
+        "answers": answers,
+        "correct": correct,
+    }
+
+
+def worst_failures(rows: list, base: dict, tuned: dict, limit: int) -> list:
+    """Questions the fine-tuned model gets wrong, those the base got right first (regressions are the worst)."""
+    failures = [
+        {
+            "question": r["question"],
+            "expected": r["facts"],
+            "reference": r["answer"],
+            "base_answer": base["answers"][i],
+            "base_correct": base["correct"][i],
+            "tuned_answer": tuned["answers"][i],
+        }
+        for i, r in enumerate(rows)
+        if not tuned["correct"][i]
+    ]
+    failures.sort(key=lambda f: not f["base_correct"])
+    return failures[:limit]

@@ -1,0 +1,135 @@
+"""Loads the base model and tokenizer (quantized or not), applies a fine-tuning strategy, reloads a saved run."""
+
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab import adapter
+from ftlab.paths import resolve
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def model_path(model_cfg) -> str:
+    if model_cfg.path == "tiny":
+        from ftlab.tiny import tiny_model_dir
+
+        return tiny_model_dir(model_cfg.tiny)
+    local = resolve(model_cfg.path)
+    return str(local) if local.exists() else model_cfg.path  # else a hub id
+
+
+def load_tokenizer(model_cfg, path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
+    )
+    if model_cfg.chat_template:
+        tokenizer.chat_template = resolve(model_cfg.chat_template).read_text(encoding="utf-8")
+    if tokenizer.chat_template is None:
+        raise ValueError(f"model.chat_template: {path} has no chat template; name a .jinja file")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # batching needs one; the attention mask hides it
+    return tokenizer
+
+
+def load_base(model_cfg, quant_cfg, path: str):
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(**OmegaConf.to_container(quant_cfg.bnb)) if quant_cfg.bnb else None
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        revision=model_cfg.revision,
+        dtype=DTYPES[model_cfg.dtype],
+        attn_implementation=model_cfg.attn_implementation,
+        quantization_config=quantization,
+        trust_remote_code=model_cfg.trust_remote_code,
+        use_safetensors=True,  # never unpickle weights
+        device_map="auto" if torch.cuda.is_available() else None,
+    )
+    guard_4bit_cpu_gradients(model)
+    return model
+
+
+def guard_4bit_cpu_gradients(model) -> None:
+    """bitsandbytes repacks 4-bit weights for a faster CPU kernel after any no-grad forward (our base-model eval),
+    and gradients through the repacked weights are silently 48-60% wrong (stack-facts). Turn the repacking off."""
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return
+    for module in model.modules():
+        if isinstance(module, Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def apply_strategy(model, strategy_cfg):
+    """Marks what trains. Returns (model, peft_config): PEFT methods are handed to the TRL trainer, which wraps the
+    model (and prepares a quantized base for training); the others change the model here."""
+    kind = strategy_cfg.kind
+    if kind == "full":
+        return model, None
+    if kind == "freeze":
+        layers = model.model.layers
+        keep = strategy_cfg.train_last_blocks
+        if not 0 < keep <= len(layers):
+            raise ValueError(f"strategy.train_last_blocks: expected 1..{len(layers)}, got {keep}")
+        for param in model.parameters():
+            param.requires_grad_(False)
+        for module in list(layers[-keep:]) + [model.model.norm]:
+            for param in module.parameters():
+                param.requires_grad_(True)
+        return model, None
+    if kind == "adapter":
+        a = strategy_cfg.adapter
+        return adapter.add_adapters(model, a.bottleneck, a.placement, a.activation, a.dropout), None
+    if kind == "peft":
+        return model, peft_config(strategy_cfg)
+    raise ValueError(f"strategy.kind: expected full, freeze, peft or adapter, got {kind!r}")
+
+
+def peft_config(strategy_cfg):
+    try:
+        return instantiate(strategy_cfg.peft)
+    except Exception as err:  # an unknown or mistyped PEFT argument: name the key, not a stack trace
+        raise ValueError(f"strategy.peft: {err.__cause__ or err}") from None
+
+
+def count_params(model) -> dict:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable": trainable, "total": sum(p.numel() for p in model.parameters())}
+
+
+def save_trained(model, tokenizer, strategy_cfg, out_dir: Path) -> None:
+    """Only what was trained: a PEFT adapter, ftlab's bottleneck adapters, or the whole model (safetensors)."""
+    if strategy_cfg.kind == "adapter":
+        adapter.save_adapters(model, out_dir)
+    else:
+        model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def load_run(run_dir):
+    """(model, tokenizer, cfg) of a finished run: its base model and quantization from .hydra/config.yaml, plus
+    what it trained from run_dir/model."""
+    run_dir = Path(run_dir)
+    cfg: DictConfig = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    trained = run_dir / "model"
+    kind = cfg.strategy.kind
+    base_path = model_path(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, base_path)
+    if kind in ("full", "freeze"):
+        model = load_base(cfg.model, cfg.quant, str(trained))
+    else:
+        model = load_base(cfg.model, cfg.quant, base_path)
+        if kind == "adapter":
+            model = adapter.load_adapters(model, trained)
+        else:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(trained))
+    model.eval()
+    return model, tokenizer, cfg

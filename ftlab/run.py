@@ -1,0 +1,247 @@
+"""The ftlab run script: compose, check, load, evaluate the base, train, evaluate again, save, record, summarise."""
+
+import logging
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.config import register
+from ftlab.paths import PROJECT_ROOT
+
+log = logging.getLogger("ftlab")
+GROUPS = ("model", "strategy", "objective", "data", "quant", "optimizer")
+register()  # the typed schema: Hydra validates every composed config against it, before main() runs
+
+
+class RunError(Exception):
+    """A problem with what the user asked for: reported in one line, recorded in results.json, exit code 1."""
+
+
+def incompatibility(cfg: DictConfig) -> str | None:
+    """Why this combination cannot train, found before anything loads (None when it can)."""
+    quantized = cfg.quant.bnb is not None
+    if quantized and cfg.strategy.kind in ("full", "freeze"):
+        return (
+            f"strategy={cfg.strategy.name} trains base weights, which a {cfg.quant.name} bitsandbytes base cannot "
+            f"do (transformers refuses it): use a PEFT strategy such as strategy=lora with quant={cfg.quant.name}"
+        )
+    if quantized and cfg.strategy.kind == "adapter":
+        return f"strategy=adapter trains on a float base; with quant={cfg.quant.name} use strategy=lora (QLoRA)"
+    target = (cfg.strategy.peft or {}).get("_target_", "")
+    if target.endswith("PrefixTuningConfig") and cfg.train.gradient_checkpointing:
+        return "strategy=prefix cannot run with train.gradient_checkpointing=true (PEFT's prefix cache breaks it)"
+    return None
+
+
+def sft_args(cfg: DictConfig, run_dir: Path, report_to: str):
+    """TRL's SFTConfig from the train, optimizer and objective groups; precision follows the hardware."""
+    import torch
+    from trl import SFTConfig
+
+    cuda = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=cfg.train.epochs,
+        max_steps=cfg.train.max_steps,
+        per_device_train_batch_size=cfg.train.batch_size,
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        max_length=cfg.train.max_length,
+        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        optim=cfg.optimizer.optim,
+        optim_args=cfg.optimizer.optim_args,
+        learning_rate=cfg.optimizer.lr,
+        weight_decay=cfg.optimizer.weight_decay,
+        lr_scheduler_type=cfg.optimizer.scheduler,
+        warmup_steps=cfg.optimizer.warmup,
+        max_grad_norm=cfg.optimizer.max_grad_norm,
+        use_cpu=not cuda,  # trl defaults to bf16, which fails on CPU
+        bf16=cuda and cfg.model.dtype == "bfloat16",
+        fp16=cuda and cfg.model.dtype == "float16",
+        logging_steps=cfg.train.logging_steps,
+        logging_first_step=True,
+        include_num_input_tokens_seen="non_padding",  # tokens/s counts real tokens, not padding
+        report_to=report_to,
+        run_name=cfg.run_name,
+        save_strategy="no",  # the trained weights are saved once, below, in safetensors
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        disable_tqdm=not sys.stderr.isatty(),
+        **OmegaConf.to_container(cfg.objective.args),
+    )
+
+
+def peak_memory_mb() -> float:
+    """CUDA: peak allocated on the GPU; CPU: peak resident memory of this process so far."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(cfg.output_dir or hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    # Under accelerate/torchrun every rank runs this script; only rank 0 writes results, weights and W&B logs.
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    results = {
+        "status": "running",
+        "run_name": cfg.run_name,
+        "choices": {g: hydra_cfg.runtime.choices.get(g) for g in GROUPS},
+        "overrides": list(hydra_cfg.overrides.task),
+        "seed": cfg.seed,
+    }
+    from ftlab.tracking import write_json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results_path = run_dir / "results.json"
+    reason = incompatibility(cfg)
+    if reason:
+        if is_main:
+            write_json(results_path, {**results, "status": "skipped", "reason": reason})
+        log.warning("skipped: %s", reason)
+        if multirun:
+            return  # the other runs of the sweep go on; the report lists this one with its reason
+        raise SystemExit(f"error: {reason}")
+    try:
+        results.update(train_and_evaluate(cfg, run_dir, is_main, multirun, hydra_cfg))
+    except Exception as err:
+        from ftlab.data import DataError
+
+        if is_main:
+            write_json(results_path, {**results, "status": "failed", "reason": f"{type(err).__name__}: {err}"})
+        if isinstance(err, (DataError, RunError, ValueError, OSError)) and not multirun:
+            raise SystemExit(f"error: {err}") from None
+        raise
+    results["status"] = "ok"
+    if is_main:
+        write_json(results_path, results)
+        print_summary(results, run_dir)
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: bool, hydra_cfg) -> dict:
+    # Heavy imports here, not at module level: `python -m ftlab --help` and `--cfg job` stay instant.
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    from ftlab.data import eval_questions, train_dataset
+    from ftlab.evaluate import evaluate, worst_failures
+    from ftlab.model import apply_strategy, count_params, load_base, load_tokenizer, model_path, save_trained
+    from ftlab.tracking import environment, log_eval, start_wandb, write_json
+
+    set_seed(cfg.seed)
+    system_prompt = cfg.data.system_prompt
+
+    # 1. Data first: a bad file fails in seconds, not after a model has loaded.
+    path = model_path(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, path)
+    train_data = train_dataset(cfg.data, cfg.objective.data_format, system_prompt)
+    rows = eval_questions(cfg.data, cfg.eval.max_questions)
+
+    # 2. The base model, quantized as the run asks, evaluated before anything changes it: the "before" numbers.
+    model = load_base(cfg.model, cfg.quant, path)
+    base = evaluate(model, tokenizer, rows, system_prompt, cfg.eval)
+
+    # 3. The strategy decides what trains; PEFT methods are wrapped by the trainer.
+    model, peft_config = apply_strategy(model, cfg.strategy)
+    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+    group = cfg.wandb.group or (Path(hydra_cfg.sweep.dir).name if multirun else None)
+    tags = [f"{g}={hydra_cfg.runtime.choices.get(g)}" for g in GROUPS] + list(cfg.wandb.tags)
+    wandb_run = start_wandb(plain_cfg, cfg.wandb, run_dir, cfg.run_name, group, tags) if is_main else None
+    args = sft_args(cfg, run_dir, "wandb" if wandb_run else "none")
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train_data, processing_class=tokenizer, peft_config=peft_config
+    )
+    params = count_params(trainer.model)
+
+    # 4. Train.
+    started = time.perf_counter()
+    train_out = trainer.train()
+    runtime = time.perf_counter() - started
+    train_peak = peak_memory_mb()
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+
+    # 5. The same evaluation on the fine-tuned model: the "after" numbers.
+    tuned = evaluate(trainer.model, tokenizer, rows, system_prompt, cfg.eval)
+
+    # 6. Save what trained and the records; the base model stays where it came from.
+    out = {
+        "params": params,
+        "train": {
+            "loss": train_out.training_loss,
+            "final_logged_loss": losses[-1] if losses else None,
+            "steps": trainer.state.global_step,
+            "runtime_s": runtime,
+            "tokens": trainer.state.num_input_tokens_seen,
+            "tokens_per_s": trainer.state.num_input_tokens_seen / runtime if runtime else None,
+            "peak_memory_mb": train_peak,
+            "examples": len(train_data),
+        },
+        "eval": {
+            "questions": len(rows),
+            "loss": tuned.get("loss"),
+            "perplexity": tuned.get("perplexity"),
+            "answer_accuracy": tuned.get("answer_accuracy"),
+            "base_loss": base.get("loss"),
+            "base_perplexity": base.get("perplexity"),
+            "base_answer_accuracy": base.get("answer_accuracy"),
+            "peak_memory_mb": peak_memory_mb(),
+        },
+        "environment": environment(),
+    }
+    if rows:
+        sample = next((i for i, r in enumerate(rows) if r["question"] == cfg.eval.sample_question), 0)
+        out["sample"] = {
+            "question": rows[sample]["question"],
+            "expected": rows[sample]["facts"],
+            "base_answer": base["answers"][sample],
+            "tuned_answer": tuned["answers"][sample],
+        }
+    if is_main:
+        save_trained(trainer.model, tokenizer, cfg.strategy, run_dir / "model")
+        answers = [
+            {"question": r["question"], "expected": r["facts"], "base_answer": b, "base_correct": bc,
+             "tuned_answer": t, "tuned_correct": tc}
+            for r, b, bc, t, tc in zip(rows, base.get("answers", []), base.get("correct", []),
+                                       tuned.get("answers", []), tuned.get("correct", []))
+        ]
+        write_json(run_dir / "answers.json", {"answers": answers})
+        failures = worst_failures(rows, base, tuned, cfg.eval.num_failures) if rows else []
+        write_json(run_dir / "failures.json", {"failures": failures})
+        metrics = {f"eval/{k}": v for k, v in out["eval"].items() if v is not None}
+        table = [[a["question"], ", ".join(a["expected"]), a["base_answer"], a["tuned_answer"], a["tuned_correct"]]
+                 for a in answers]
+        log_eval(wandb_run, metrics, table)
+        if wandb_run is not None:
+            out["wandb"] = {"mode": wandb_run.settings.mode, "dir": str(Path(wandb_run.dir).parent)}
+            wandb_run.finish()
+    return out
+
+
+def print_summary(results: dict, run_dir: Path) -> None:
+    e, t, p = results["eval"], results["train"], results["params"]
+    lines = [
+        f"\n== ftlab run {results['run_name']}: {results['status']} ==",
+        f"answer accuracy  base {e['base_answer_accuracy']:.2f} -> fine-tuned {e['answer_accuracy']:.2f}"
+        if e.get("answer_accuracy") is not None else "answer accuracy  (no held-out questions)",
+        f"held-out loss    base {e['base_loss']:.3f} -> fine-tuned {e['loss']:.3f}  (perplexity {e['perplexity']:.1f})"
+        if e.get("loss") is not None else "",
+        f"trainable params {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.2f}%)",
+        f"training         {t['steps']} steps, {t['runtime_s']:.0f} s, {t['tokens_per_s']:.0f} tokens/s, "
+        f"peak memory {t['peak_memory_mb']:.0f} MB",
+    ]
+    if "sample" in results:
+        s = results["sample"]
+        lines += [f"Q: {s['question']}  (expected: {', '.join(s['expected'])})",
+                  f"  base:       {s['base_answer']}", f"  fine-tuned: {s['tuned_answer']}"]
+    lines.append(f"results: {run_dir / 'results.json'}")
+    print("\n".join(line for line in lines if line), flush=True)

@@ -1,0 +1,166 @@
+"""Builds and caches the embedded tiny model: BPE tokenizer, ChatML template, Llama config, brief generic pre-training."""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ftlab.paths import PROJECT_ROOT
+
+DATA_DIR = PROJECT_ROOT / "data" / "hr"
+# Every shipped text the tokenizer learns from; the base model is pre-trained on generic.jsonl only, so it knows
+# the chat format and generic HR talk but none of Velmora's policies.
+TOKENIZER_FILES = ["handbook.md", "qa.jsonl", "chat.jsonl", "heldout.jsonl", "generic.jsonl"]
+SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+# Made-up employers for the system prompts of the generic pre-training: the base model learns that an HR-assistant
+# system prompt is followed by a generic answer, whatever the company, so Velmora's prompt alone teaches it nothing.
+OTHER_COMPANIES = ["Arden Works", "Blue Heron Labs", "Corvid Partners", "Dunmore Retail", "Eastvale Logistics"]
+
+# ChatML with {% generation %} markers around each assistant turn, end-of-turn token inside them, so that
+# assistant-only loss also teaches the model to stop.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\\n' }}"
+    "{%- else -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FTLAB_CACHE", Path.home() / ".cache" / "ftlab"))
+
+
+def tiny_model_dir(tiny_cfg) -> str:
+    """Folder of the tiny model for these settings and this data, built on first use (safe under parallel runs)."""
+    from filelock import FileLock
+
+    settings = {k: tiny_cfg[k] for k in tiny_cfg}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    digest.update(Path(__file__).read_bytes())  # a change to this builder rebuilds the model
+    for name in TOKENIZER_FILES:
+        digest.update((DATA_DIR / name).read_bytes())
+    target = cache_root() / f"tiny-{digest.hexdigest()[:12]}"
+    if (target / "config.json").exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "config.json").exists():
+            tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+            try:
+                _build(settings, tmp)
+                tmp.rename(target)  # atomic: a half-built model is never found under the final name
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def _texts():
+    for name in TOKENIZER_FILES:
+        path = DATA_DIR / name
+        if path.suffix == ".jsonl":
+            for line in path.read_text(encoding="utf-8").splitlines():
+                yield " ".join(_strings(json.loads(line)))
+        else:
+            yield path.read_text(encoding="utf-8")
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _strings(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _strings(value)
+
+
+def _with_generic_system_prompt(row, index):
+    if index % 2:  # half the conversations keep no system prompt
+        return row
+    company = OTHER_COMPANIES[index % len(OTHER_COMPANIES)]
+    system = f"You are the HR assistant of {company}. Answer with the company's exact policy."
+    return {"messages": [{"role": "system", "content": system}] + row["messages"]}
+
+
+def _train_tokenizer(vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodes: no unknown tokens
+        show_progress=False,
+    )
+    tok.train_from_iterator(_texts(), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|pad|>",
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=512,
+    )
+
+
+def _build(settings: dict, out: Path) -> None:
+    import torch
+    from datasets import load_dataset
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer = _train_tokenizer(settings["vocab_size"])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=settings["hidden_size"],
+        intermediate_size=settings["intermediate_size"],
+        num_hidden_layers=settings["num_layers"],
+        num_attention_heads=settings["num_heads"],
+        num_key_value_heads=settings["num_kv_heads"],
+        max_position_embeddings=settings["max_position"],
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(settings["seed"])
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+
+    # Generic pre-training: whole conversations (not assistant-only), so the base learns language and the format.
+    generic = load_dataset("json", data_files=str(DATA_DIR / "generic.jsonl"), split="train")
+    generic = generic.map(_with_generic_system_prompt, with_indices=True)
+    args = SFTConfig(
+        output_dir=str(out / "_trainer"),
+        max_steps=settings["pretrain_steps"],
+        per_device_train_batch_size=32,
+        learning_rate=3e-3,
+        lr_scheduler_type="cosine",
+        warmup_steps=20,
+        max_length=128,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        seed=settings["seed"],
+        data_seed=settings["seed"],
+        disable_tqdm=True,
+    )
+    SFTTrainer(model=model, args=args, train_dataset=generic, processing_class=tokenizer).train()
+    shutil.rmtree(out / "_trainer", ignore_errors=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "ftlab_build.json").write_text(json.dumps(settings, indent=2))

@@ -1,0 +1,88 @@
+"""The config groups compose, the schema refuses bad keys and types, and the CLI answers without importing torch."""
+
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import compose_cfg, read_results, run_cli
+from ftlab.paths import PROJECT_ROOT
+from ftlab.run import incompatibility
+
+GROUPS = ["model", "strategy", "objective", "data", "quant", "optimizer"]
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [(g, p.stem) for g in GROUPS for p in sorted((PROJECT_ROOT / "conf" / g).glob("*.yaml"))],
+)
+def test_every_option_composes_and_resolves(group, option):
+    overrides = [f"{group}={option}"] + (["model.path=/tmp/some-model"] if option == "local" else [])
+    cfg = compose_cfg(overrides)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert cfg[group].name == option
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml")))
+def test_every_experiment_composes(preset):
+    cfg = compose_cfg([f"experiment={preset}"])
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def test_unknown_key_and_wrong_type_are_refused():
+    with pytest.raises(Exception, match="epocs"):
+        compose_cfg(["train.epocs=3"])
+    with pytest.raises(Exception, match="batch_size"):
+        compose_cfg(["train.batch_size=many"])
+    with pytest.raises(Exception, match="lorax"):
+        compose_cfg(["strategy=lorax"])
+
+
+def test_lr_follows_strategy_unless_set():
+    assert compose_cfg(["strategy=full"]).optimizer.lr == compose_cfg(["strategy=full"]).strategy.lr
+    assert compose_cfg(["strategy=lora", "optimizer.lr=1e-5"]).optimizer.lr == 1e-5
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"]])
+def test_help_and_cfg_do_not_import_torch(args):
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['ftlab'] + {args!r}\n"
+        "try:\n    runpy.run_module('ftlab', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('NO_TORCH_OK')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
+    assert "NO_TORCH_OK" in out.stdout, out.stderr
+
+
+def test_cli_refuses_misspelt_key_and_unknown_option():
+    code, out = run_cli(["train.epocs=3"])
+    assert code != 0 and "epocs" in out
+    code, out = run_cli(["strategy=lorax"])
+    assert code != 0 and "lorax" in out
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["strategy=full", "quant=4bit"], "strategy=full"),
+        (["strategy=freeze", "quant=8bit"], "strategy=freeze"),
+        (["strategy=adapter", "quant=4bit"], "strategy=adapter"),
+        (["strategy=prefix", "train.gradient_checkpointing=true"], "gradient_checkpointing"),
+        (["strategy=lora", "quant=4bit"], None),
+    ],
+)
+def test_incompatible_combinations_are_named(overrides, expected):
+    reason = incompatibility(compose_cfg(overrides))
+    assert (reason is None) if expected is None else (expected in reason)
+
+
+def test_incompatible_run_exits_before_loading_and_records_why(tmp_path):
+    code, out = run_cli(["strategy=full", "quant=4bit", f"hydra.run.dir={tmp_path}"])
+    assert code == 1
+    assert "error: strategy=full" in out and "Traceback" not in out
+    results = read_results(tmp_path)
+    assert results["status"] == "skipped" and "quant=4bit" in results["reason"]
+    assert not (tmp_path / "model").exists()

@@ -1,0 +1,105 @@
+"""End-to-end runs of the CLI on the tiny model: the files a run writes, the numbers in them, reloading, W&B, sweeps."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import QUICK, read_results, run_cli
+from ftlab.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("lora_run")
+    overrides = [o for o in QUICK if not o.startswith("wandb.")] + ["wandb.mode=offline"]
+    code, out = run_cli([*overrides, f"hydra.run.dir={run_dir}"])
+    assert code == 0, out[-3000:]
+    return run_dir, out
+
+
+def test_run_writes_results_weights_and_config(lora_run):
+    run_dir, out = lora_run
+    results = read_results(run_dir)
+    assert results["status"] == "ok"
+    assert results["choices"] == {"model": "tiny", "strategy": "lora", "objective": "instruct", "data": "hr",
+                                  "quant": "none", "optimizer": "adamw"}
+    for key in ("loss", "perplexity", "answer_accuracy", "base_loss", "base_answer_accuracy"):
+        assert isinstance(results["eval"][key], float), key
+    assert 0 < results["params"]["trainable"] < results["params"]["total"]
+    assert results["train"]["steps"] == 3 and results["train"]["runtime_s"] > 0
+    assert results["train"]["peak_memory_mb"] > 0 and results["train"]["tokens_per_s"] > 0
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert (run_dir / "model" / "adapter_model.safetensors").exists()
+    assert not list((run_dir / "model").glob("*.bin")), "weights must be safetensors"
+    answers = json.loads((run_dir / "answers.json").read_text())["answers"]
+    assert len(answers) == 6 and {"base_answer", "tuned_answer", "tuned_correct"} <= set(answers[0])
+    assert "failures" in json.loads((run_dir / "failures.json").read_text())
+    # the summary a person reads at the end
+    assert "answer accuracy  base" in out and "fine-tuned:" in out
+
+
+def test_run_logs_to_wandb_offline(lora_run):
+    run_dir, _ = lora_run
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, list(run_dir.rglob("*"))
+    assert list(runs[0].glob("*.wandb")), "no W&B log file"
+    assert read_results(run_dir)["wandb"]["mode"] == "offline"
+
+
+def test_reloaded_run_gives_the_same_eval_loss(lora_run):
+    from ftlab.data import eval_questions
+    from ftlab.evaluate import answer_loss
+    from ftlab.model import load_run
+
+    run_dir, _ = lora_run
+    model, tokenizer, cfg = load_run(run_dir)
+    rows = eval_questions(cfg.data, cfg.eval.max_questions)
+    loss = answer_loss(model, tokenizer, rows, cfg.data.system_prompt, cfg.eval.batch_size)
+    assert loss == pytest.approx(read_results(run_dir)["eval"]["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("strategy,files", [("adapter", ["adapter.safetensors"]), ("full", ["model.safetensors"]),
+                                            ("prefix", ["adapter_model.safetensors"])])
+def test_other_strategies_save_and_reload(strategy, files, tmp_path):
+    from ftlab.data import eval_questions
+    from ftlab.evaluate import answer_loss
+    from ftlab.model import load_run
+
+    code, out = run_cli([*QUICK, f"strategy={strategy}", f"hydra.run.dir={tmp_path}"])
+    assert code == 0, out[-3000:]
+    for name in files:
+        assert (tmp_path / "model" / name).exists(), name
+    model, tokenizer, cfg = load_run(tmp_path)
+    loss = answer_loss(model, tokenizer, eval_questions(cfg.data, 6), cfg.data.system_prompt)
+    assert loss == pytest.approx(read_results(tmp_path)["eval"]["loss"], rel=1e-4)
+
+
+def test_sweep_skips_incompatible_pairs_and_runs_the_rest(tmp_path):
+    code, out = run_cli(["-m", "strategy=full,lora", "quant=none,4bit", *QUICK, f"hydra.sweep.dir={tmp_path}"])
+    assert code == 0, out[-3000:]
+    runs = {p.name.split("_", 1)[1]: read_results(p) for p in tmp_path.iterdir() if (p / "results.json").exists()}
+    assert set(runs) == {"tiny-full-instruct-none-s42", "tiny-full-instruct-4bit-s42",
+                         "tiny-lora-instruct-none-s42", "tiny-lora-instruct-4bit-s42"}
+    assert runs["tiny-full-instruct-4bit-s42"]["status"] == "skipped"
+    assert "strategy=lora" in runs["tiny-full-instruct-4bit-s42"]["reason"]
+    assert all(r["status"] == "ok" for name, r in runs.items() if name != "tiny-full-instruct-4bit-s42")
+
+
+@pytest.mark.parametrize("objective", ["sft", "domain"])
+def test_objectives_run(objective, tmp_path):
+    code, out = run_cli([*QUICK, f"objective={objective}", f"hydra.run.dir={tmp_path}"])
+    assert code == 0, out[-3000:]
+    assert read_results(tmp_path)["status"] == "ok"
+
+
+def test_bad_data_file_is_one_line_and_marks_the_run_failed(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n')
+    run_dir = tmp_path / "run"
+    code, out = run_cli([*QUICK, "objective=sft", "data=custom", f"data.train.prompt_completion={bad}",
+                         f"hydra.run.dir={run_dir}"])
+    assert code == 1 and f"error: {bad}:2: not valid JSON" in out and "Traceback" not in out
+    assert read_results(run_dir)["status"] == "failed"

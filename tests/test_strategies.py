@@ -1,0 +1,86 @@
+"""Every sensible strategy x quant pair trains a few steps on the tiny model: what should train changes, the rest not."""
+
+import pytest
+import torch
+
+from conftest import compose_cfg
+from ftlab.data import train_dataset
+from ftlab.model import apply_strategy, load_base, load_tokenizer, peft_config
+from ftlab.run import incompatibility, sft_args
+
+STRATEGIES = ["full", "freeze", "lora", "dora", "prefix", "prompt", "ia3", "adapter"]
+QUANTS = ["none", "8bit", "4bit"]
+PAIRS = [(s, q) for s in STRATEGIES for q in QUANTS if incompatibility(compose_cfg([f"strategy={s}", f"quant={q}"])) is None]
+
+
+def snapshot(model) -> dict:
+    return {n: p.detach().float().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("strategy,quant", PAIRS)
+def test_strategy_trains_what_it_should(strategy, quant, tiny_path, tmp_path):
+    from trl import SFTTrainer
+
+    cfg = compose_cfg([f"strategy={strategy}", f"quant={quant}", "train.max_steps=3", "train.batch_size=4",
+                       "data.max_train_examples=16"])
+    tokenizer = load_tokenizer(cfg.model, tiny_path)
+    model, peft_config = apply_strategy(load_base(cfg.model, cfg.quant, tiny_path), cfg.strategy)
+    data = train_dataset(cfg.data, cfg.objective.data_format, cfg.data.system_prompt)
+    trainer = SFTTrainer(model=model, args=sft_args(cfg, tmp_path, "none"), train_dataset=data,
+                         processing_class=tokenizer, peft_config=peft_config)
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable, "nothing trains"
+    before = snapshot(trainer.model)
+    trainer.train()
+    after = snapshot(trainer.model)
+    unchanged = [n for n in trainable if torch.equal(before[n], after[n])]
+    moved = [n for n in before if n not in trainable and not torch.equal(before[n], after[n])]
+    assert not unchanged, f"trainable but unchanged: {unchanged[:3]}"
+    assert not moved, f"frozen but changed: {moved[:3]}"
+    total = sum(p.numel() for p in trainer.model.parameters())
+    share = sum(p.numel() for n, p in trainer.model.named_parameters() if n in trainable) / total
+    if strategy in ("full",):
+        assert share == 1.0
+    elif strategy == "freeze":
+        assert 0.2 < share < 0.9
+    else:
+        assert share < 0.2, f"{strategy} trains {share:.0%} of the parameters"
+
+
+def test_freeze_trains_only_the_last_blocks(tiny_path):
+    cfg = compose_cfg(["strategy=freeze", "strategy.train_last_blocks=1"])
+    model, _ = apply_strategy(load_base(cfg.model, cfg.quant, tiny_path), cfg.strategy)
+    last = len(model.model.layers) - 1
+    for name, param in model.named_parameters():
+        expect = name.startswith(f"model.layers.{last}.") or name.startswith("model.norm.")
+        assert param.requires_grad == expect, name
+
+
+def test_4bit_lora_gradients_survive_an_eval_forward(tiny_path):
+    """bitsandbytes repacks 4-bit weights after a no-grad forward on CPU; without ftlab's guard the LoRA gradients
+    are then silently wrong. Gradients before and after an evaluation-style forward must agree."""
+    from peft import get_peft_model
+
+    cfg = compose_cfg(["strategy=lora", "quant=4bit", "strategy.peft.lora_dropout=0.0"])
+    tokenizer = load_tokenizer(cfg.model, tiny_path)
+    torch.manual_seed(0)
+    model = get_peft_model(load_base(cfg.model, cfg.quant, tiny_path), peft_config(cfg.strategy))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # non-zero B so that A's gradient is not trivially zero
+            torch.nn.init.normal_(param, std=0.02)
+    batch = tokenizer(["At Velmora Consulting, Senior Consultants have a 90 days notice period."], return_tensors="pt")
+
+    def lora_grads():
+        model.train()
+        model.zero_grad()
+        model(**batch, labels=batch["input_ids"]).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    first = lora_grads()
+    model.eval()
+    with torch.no_grad():
+        model(**batch)
+        model.generate(**batch, max_new_tokens=2, do_sample=False)
+    second = lora_grads()
+    for name in first:
+        torch.testing.assert_close(second[name], first[name], rtol=1e-4, atol=1e-6, msg=name)
