@@ -65,7 +65,7 @@ class ObjectiveConfig:
 @dataclass
 class DataConfig:
     name: str = MISSING
-    train: Dict[str, str] = field(default_factory=dict)  # data format -> file, folder or hub dataset
+    train: Dict[str, Optional[str]] = field(default_factory=dict)  # data format -> file, folder or hub dataset
     eval: Optional[str] = None  # held-out questions: question, answer, facts
     columns: Dict[str, str] = field(default_factory=dict)  # your column name -> ftlab's name
     system_prompt: Optional[str] = None

@@ -73,7 +73,7 @@ def train_dataset(data_cfg, data_format: str, system_prompt: str | None):
     if not source:
         raise DataError(
             f"data.train.{data_format}: objective needs a '{data_format}' source and data={data_cfg.name} has none "
-            f"(it has: {', '.join(data_cfg.train) or 'nothing'})"
+            f"(it has: {', '.join(k for k, v in data_cfg.train.items() if v) or 'nothing'})"
         )
     dataset = load_source(source, dict(data_cfg.columns))
     missing = [c for c in REQUIRED[data_format] if c not in dataset.column_names]

@@ -39,7 +39,7 @@ def load_tokenizer(model_cfg, path: str):
 def load_base(model_cfg, quant_cfg, path: str):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    quantization = BitsAndBytesConfig(**OmegaConf.to_container(quant_cfg.bnb)) if quant_cfg.bnb else None
+    quantization = BitsAndBytesConfig(**OmegaConf.to_container(quant_cfg.bnb, resolve=True)) if quant_cfg.bnb else None
     model = AutoModelForCausalLM.from_pretrained(
         path,
         revision=model_cfg.revision,

@@ -34,10 +34,18 @@ def incompatibility(cfg: DictConfig) -> str | None:
         )
     if quantized and cfg.strategy.kind == "adapter":
         return f"strategy=adapter trains on a float base; with quant={cfg.quant.name} use strategy=lora (QLoRA)"
+    if cfg.strategy.name == "dora" and cfg.quant.name == "8bit" and not _cuda():
+        return "strategy=dora with quant=8bit fails on CPU (bitsandbytes 0.50 loses the int8 scales): use quant=4bit"
     target = (cfg.strategy.peft or {}).get("_target_", "")
     if target.endswith("PrefixTuningConfig") and cfg.train.gradient_checkpointing:
         return "strategy=prefix cannot run with train.gradient_checkpointing=true (PEFT's prefix cache breaks it)"
     return None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def sft_args(cfg: DictConfig, run_dir: Path, report_to: str):
@@ -53,7 +61,7 @@ def sft_args(cfg: DictConfig, run_dir: Path, report_to: str):
         per_device_train_batch_size=cfg.train.batch_size,
         gradient_accumulation_steps=cfg.train.grad_accum,
         max_length=cfg.train.max_length,
-        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        activation_checkpointing=cfg.train.gradient_checkpointing,
         optim=cfg.optimizer.optim,
         optim_args=cfg.optimizer.optim_args,
         learning_rate=cfg.optimizer.lr,
@@ -130,6 +138,9 @@ def main(cfg: DictConfig) -> None:
 
 def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: bool, hydra_cfg) -> dict:
     # Heavy imports here, not at module level: `python -m ftlab --help` and `--cfg job` stay instant.
+    # peft imports torchao, which warns about CUDA kernels it cannot load on a CPU machine: noise, not news.
+    for noisy in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     from transformers import set_seed
     from trl import SFTTrainer
 

@@ -151,7 +151,7 @@ def _build(settings: dict, out: Path) -> None:
         max_length=128,
         use_cpu=not torch.cuda.is_available(),
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         report_to="none",
         save_strategy="no",
         logging_strategy="no",

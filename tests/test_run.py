@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def lora_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("lora_run")
     overrides = [o for o in QUICK if not o.startswith("wandb.")] + ["wandb.mode=offline"]
-    code, out = run_cli([*overrides, f"hydra.run.dir={run_dir}"])
+    code, out = run_cli(["strategy=lora", "objective=instruct", *overrides, f"hydra.run.dir={run_dir}"])
     assert code == 0, out[-3000:]
     return run_dir, out
 
@@ -81,14 +81,14 @@ def test_sweep_skips_incompatible_pairs_and_runs_the_rest(tmp_path):
     code, out = run_cli(["-m", "strategy=full,lora", "quant=none,4bit", *QUICK, f"hydra.sweep.dir={tmp_path}"])
     assert code == 0, out[-3000:]
     runs = {p.name.split("_", 1)[1]: read_results(p) for p in tmp_path.iterdir() if (p / "results.json").exists()}
-    assert set(runs) == {"tiny-full-instruct-none-s42", "tiny-full-instruct-4bit-s42",
-                         "tiny-lora-instruct-none-s42", "tiny-lora-instruct-4bit-s42"}
-    assert runs["tiny-full-instruct-4bit-s42"]["status"] == "skipped"
-    assert "strategy=lora" in runs["tiny-full-instruct-4bit-s42"]["reason"]
-    assert all(r["status"] == "ok" for name, r in runs.items() if name != "tiny-full-instruct-4bit-s42")
+    assert set(runs) == {"tiny-full-sft-none-s42", "tiny-full-sft-4bit-s42",
+                         "tiny-lora-sft-none-s42", "tiny-lora-sft-4bit-s42"}
+    assert runs["tiny-full-sft-4bit-s42"]["status"] == "skipped"
+    assert "strategy=lora" in runs["tiny-full-sft-4bit-s42"]["reason"]
+    assert all(r["status"] == "ok" for name, r in runs.items() if name != "tiny-full-sft-4bit-s42")
 
 
-@pytest.mark.parametrize("objective", ["sft", "domain"])
+@pytest.mark.parametrize("objective", ["instruct", "domain"])
 def test_objectives_run(objective, tmp_path):
     code, out = run_cli([*QUICK, f"objective={objective}", f"hydra.run.dir={tmp_path}"])
     assert code == 0, out[-3000:]

@@ -1,0 +1,45 @@
+"""Every experiment and sweep preset runs on the tiny model, and the default HR experiment does what the README says."""
+
+import math
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import QUICK, compose_cfg, read_results, run_cli
+from ftlab.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml"))
+SWEEPS = sorted((PROJECT_ROOT / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", EXPERIMENTS)
+def test_experiment_preset_runs(preset, tmp_path):
+    overrides = [f"experiment={preset}"]
+    if compose_cfg(overrides).model.path != "tiny":  # a hub model: run the preset's recipe on the tiny model
+        overrides += ["model=tiny", "model.dtype=float32"]
+    code, out = run_cli([*overrides, *QUICK, f"hydra.run.dir={tmp_path}"])
+    assert code == 0, out[-3000:]
+    assert read_results(tmp_path)["status"] == "ok"
+
+
+@pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
+def test_sweep_preset_runs_every_point(sweep, tmp_path):
+    grid = OmegaConf.load(sweep).hydra.sweeper.params
+    expected = math.prod(len(str(values).split(",")) for values in grid.values())
+    code, out = run_cli([f"sweep={sweep.stem}", *QUICK, f"hydra.sweep.dir={tmp_path}"])  # multirun without -m
+    assert code == 0, out[-3000:]
+    statuses = [read_results(p)["status"] for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(statuses) == expected
+    assert set(statuses) <= {"ok", "skipped"} and "ok" in statuses
+
+
+def test_default_hr_experiment_beats_the_base_model(tmp_path):
+    """The README's `make run`: the fine-tuned model states the company's policies on held-out questions."""
+    code, out = run_cli(["experiment=hr_bot", "wandb.mode=disabled", f"hydra.run.dir={tmp_path}"])
+    assert code == 0, out[-3000:]
+    results = read_results(tmp_path)
+    assert results["eval"]["base_answer_accuracy"] <= 0.1
+    assert results["eval"]["answer_accuracy"] >= 0.6
+    assert results["eval"]["loss"] < results["eval"]["base_loss"] / 2
+    assert results["sample"]["question"] == "What is the notice period for a Senior Consultant?"
