@@ -67,7 +67,7 @@ class DataConfig:
     name: str = MISSING
     train: Dict[str, Optional[str]] = field(default_factory=dict)  # data format -> file, folder or hub dataset
     eval: Optional[str] = None  # held-out questions: question, answer, facts
-    columns: Dict[str, str] = field(default_factory=dict)  # your column name -> ftlab's name
+    columns: Any = None  # your column name -> ftlab's name, e.g. {q: prompt, a: completion}
     system_prompt: Optional[str] = None
     max_train_examples: Optional[int] = None
 

@@ -75,7 +75,7 @@ def train_dataset(data_cfg, data_format: str, system_prompt: str | None):
             f"data.train.{data_format}: objective needs a '{data_format}' source and data={data_cfg.name} has none "
             f"(it has: {', '.join(k for k, v in data_cfg.train.items() if v) or 'nothing'})"
         )
-    dataset = load_source(source, dict(data_cfg.columns))
+    dataset = load_source(source, _columns(data_cfg))
     missing = [c for c in REQUIRED[data_format] if c not in dataset.column_names]
     if missing:
         raise DataError(
@@ -100,6 +100,13 @@ def train_dataset(data_cfg, data_format: str, system_prompt: str | None):
     return dataset.select_columns(REQUIRED[data_format])
 
 
+def _columns(data_cfg) -> dict:
+    columns = data_cfg.columns or {}
+    if not hasattr(columns, "items"):
+        raise DataError(f"data.columns: expected a mapping like {{q: prompt, a: completion}}, got {columns!r}")
+    return dict(columns)
+
+
 def chat_prompt(question: str, system_prompt: str | None) -> list:
     return _with_system([{"role": "user", "content": question}], system_prompt)
 
@@ -114,7 +121,7 @@ def eval_questions(data_cfg, limit: int | None) -> list:
     """Held-out rows {question, answer, facts}: facts are the strings a correct answer must state."""
     if not data_cfg.eval:
         return []
-    dataset = load_source(data_cfg.eval, dict(data_cfg.columns))
+    dataset = load_source(data_cfg.eval, _columns(data_cfg))
     for column in ("question", "answer"):
         if column not in dataset.column_names:
             raise DataError(f"{data_cfg.eval}: expected a '{column}' column, found {dataset.column_names}")

@@ -9,14 +9,16 @@ from ftlab.data import chat_prompt
 
 
 def normalise(text: str) -> str:
-    text = text.lower().replace("-", " ").replace("\u2011", " ")
-    return re.sub(r"\s+", " ", re.sub(r"[^\w%.,€$£ ]", " ", text)).strip()
+    """Lower-case words and numbers (1,200 and 10:00 kept whole), hyphens split, plural -s dropped, one space apart."""
+    words = re.findall(r"[\w€$£%]+(?:[.,:]\w+)*", text.lower())
+    return " ".join(w[:-1] if len(w) > 3 and w.endswith("s") and not w[0].isdigit() else w for w in words)
 
 
 def states_facts(answer: str, facts: list) -> bool:
-    """Correct when every expected fact string appears in the answer (case, hyphens and spacing ignored)."""
-    said = normalise(answer)
-    return all(normalise(fact) in said for fact in facts)
+    """Correct when every expected fact appears in the answer as whole words: "90 days" matches "90-day" and
+    "90 Days.", not "190 days"."""
+    said = f" {normalise(answer)} "
+    return all(f" {normalise(fact)} " in said for fact in facts)
 
 
 @torch.no_grad()

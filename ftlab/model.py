@@ -18,7 +18,11 @@ def model_path(model_cfg) -> str:
 
         return tiny_model_dir(model_cfg.tiny)
     local = resolve(model_cfg.path)
-    return str(local) if local.exists() else model_cfg.path  # else a hub id
+    if local.exists():
+        return str(local)
+    if model_cfg.path.startswith(("/", ".", "~")):
+        raise FileNotFoundError(f"model.path: no such folder: {model_cfg.path}")
+    return model_cfg.path  # a hub id
 
 
 def load_tokenizer(model_cfg, path: str):

@@ -20,10 +20,6 @@ GROUPS = ("model", "strategy", "objective", "data", "quant", "optimizer")
 register()  # the typed schema: Hydra validates every composed config against it, before main() runs
 
 
-class RunError(Exception):
-    """A problem with what the user asked for: reported in one line, recorded in results.json, exit code 1."""
-
-
 def incompatibility(cfg: DictConfig) -> str | None:
     """Why this combination cannot train, found before anything loads (None when it can)."""
     quantized = cfg.quant.bnb is not None
@@ -123,11 +119,11 @@ def main(cfg: DictConfig) -> None:
     try:
         results.update(train_and_evaluate(cfg, run_dir, is_main, multirun, hydra_cfg))
     except Exception as err:
-        from ftlab.data import DataError
-
         if is_main:
             write_json(results_path, {**results, "status": "failed", "reason": f"{type(err).__name__}: {err}"})
-        if isinstance(err, (DataError, RunError, ValueError, OSError)) and not multirun:
+        # Bad input (data errors are ValueErrors, a missing file an OSError) gets one line; in a sweep Hydra
+        # records the failure and goes on with the other runs.
+        if isinstance(err, (ValueError, OSError)) and not multirun:
             raise SystemExit(f"error: {err}") from None
         raise
     results["status"] = "ok"

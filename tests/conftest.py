@@ -49,3 +49,14 @@ def tiny_path():
 # Quick settings for runs that only need to show the path works.
 QUICK = ["train.max_steps=3", "train.batch_size=4", "eval.max_questions=6", "eval.max_new_tokens=12",
          "data.max_train_examples=24", "wandb.mode=disabled"]
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -45,7 +45,11 @@ def test_run_logs_to_wandb_offline(lora_run):
     run_dir, _ = lora_run
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, list(run_dir.rglob("*"))
-    assert list(runs[0].glob("*.wandb")), "no W&B log file"
+    log = next(runs[0].glob("*.wandb")).read_bytes()
+    for key in (b"train/loss", b"eval/answer_accuracy", b"eval/base_answer_accuracy", b"strategy=lora"):
+        assert key in log, key  # training curve, eval metrics, the group choices as tags
+    table = json.loads(next(runs[0].rglob("answers_*.table.json")).read_text())
+    assert table["columns"][:2] == ["question", "expected"] and len(table["data"]) == 6
     assert read_results(run_dir)["wandb"]["mode"] == "offline"
 
 
@@ -103,3 +107,23 @@ def test_bad_data_file_is_one_line_and_marks_the_run_failed(tmp_path):
                          f"hydra.run.dir={run_dir}"])
     assert code == 1 and f"error: {bad}:2: not valid JSON" in out and "Traceback" not in out
     assert read_results(run_dir)["status"] == "failed"
+
+
+def test_local_model_folder_runs_through_the_same_path(tiny_path, tmp_path):
+    """model=local model.path=DIR: any Hugging Face causal-LM folder, here a copy of the tiny model."""
+    import shutil
+
+    folder = tmp_path / "my-model"
+    shutil.copytree(tiny_path, folder)
+    run_dir = tmp_path / "run"
+    code, out = run_cli([*QUICK, "model=local", f"model.path={folder}", "strategy=lora", f"hydra.run.dir={run_dir}"])
+    assert code == 0, out[-3000:]
+    results = read_results(run_dir)
+    assert results["status"] == "ok" and results["choices"]["model"] == "local"
+    assert json.loads((run_dir / "model" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(folder)
+
+
+def test_missing_model_folder_is_one_line(tmp_path):
+    code, out = run_cli([*QUICK, "model=local", f"model.path={tmp_path}/nope", f"hydra.run.dir={tmp_path}/run"])
+    assert code == 1 and "error:" in out and "Traceback" not in out
+    assert read_results(tmp_path / "run")["status"] == "failed"

@@ -84,3 +84,21 @@ def test_4bit_lora_gradients_survive_an_eval_forward(tiny_path):
     second = lora_grads()
     for name in first:
         torch.testing.assert_close(second[name], first[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adamw_8bit", "adafactor", "sgd"])
+def test_every_optimizer_trains(optimizer, tiny_path, tmp_path):
+    from trl import SFTTrainer
+
+    cfg = compose_cfg([f"optimizer={optimizer}", "strategy=full", "train.max_steps=2", "train.batch_size=4",
+                       "data.max_train_examples=8"])
+    tokenizer = load_tokenizer(cfg.model, tiny_path)
+    model = load_base(cfg.model, cfg.quant, tiny_path)
+    before = snapshot(model)
+    data = train_dataset(cfg.data, cfg.objective.data_format, cfg.data.system_prompt)
+    trainer = SFTTrainer(model=model, args=sft_args(cfg, tmp_path, "none"), train_dataset=data,
+                         processing_class=tokenizer)
+    trainer.train()
+    assert trainer.args.optim.value == cfg.optimizer.optim
+    changed = [n for n, p in snapshot(trainer.model).items() if not torch.equal(p, before[n])]
+    assert len(changed) == len(before)
