@@ -23,9 +23,10 @@ def load_source(source: str, columns: dict):
         files = sorted(p for p in path.rglob("*") if p.suffix in TEXT_SUFFIXES)
         if not files:
             raise DataError(f"{path}: no .txt or .md files in this folder")
-        return Dataset.from_dict({"text": [t for f in files for t in _paragraph_chunks(f)]})
+        texts = [chunk for f in files for chunk in paragraph_chunks(f.read_text(encoding="utf-8"))]
+        return Dataset.from_dict({"text": texts})
     if path.suffix in TEXT_SUFFIXES:
-        return Dataset.from_dict({"text": _paragraph_chunks(path)})
+        return Dataset.from_dict({"text": paragraph_chunks(path.read_text(encoding="utf-8"))})
     if path.suffix in TABLE_SUFFIXES:
         if path.suffix == ".jsonl":
             _check_jsonl(path)
@@ -40,10 +41,10 @@ def load_source(source: str, columns: dict):
     return dataset.rename_columns(renames) if renames else dataset
 
 
-def _paragraph_chunks(path: Path, max_chars: int = 1200) -> list:
+def paragraph_chunks(text: str, max_chars: int = 1200) -> list:
     """Paragraphs (blank-line separated), merged up to max_chars, so packing sees document-sized pieces."""
     chunks, current = [], ""
-    for para in path.read_text(encoding="utf-8").split("\n\n"):
+    for para in text.split("\n\n"):
         para = para.strip()
         if not para:
             continue

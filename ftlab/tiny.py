@@ -3,20 +3,27 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from ftlab.data import paragraph_chunks
 from ftlab.paths import PROJECT_ROOT
 
 DATA_DIR = PROJECT_ROOT / "data" / "hr"
-# Every shipped text the tokenizer learns from; the base model is pre-trained on generic.jsonl only, so it knows
-# the chat format and generic HR talk but none of Velmora's policies.
+# Every shipped text the tokenizer learns from.
 TOKENIZER_FILES = ["handbook.md", "qa.jsonl", "chat.jsonl", "heldout.jsonl", "generic.jsonl"]
 SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
-# Made-up employers for the system prompts of the generic pre-training: the base model learns that an HR-assistant
-# system prompt is followed by a generic answer, whatever the company, so Velmora's prompt alone teaches it nothing.
+# Made-up employers. The base model's pre-training sees generic HR chats under an HR-assistant system prompt of
+# each of these and of Velmora (so, deployed at Velmora, it answers like a generic chatbot: the "before" of the
+# story), and each of these employers' handbook: Velmora's text with every number moved to another rule, so the
+# base has seen the whole vocabulary of HR policy (grades, amounts, "a notice period of N days") but none of
+# Velmora's facts. A base that never saw a token leaves its embedding random, which embedding-free PEFT methods
+# cannot repair.
 OTHER_COMPANIES = ["Arden Works", "Blue Heron Labs", "Corvid Partners", "Dunmore Retail", "Eastvale Logistics"]
+SYSTEM_PROMPT = "You are the HR assistant of {}. Answer with the company's exact policy."
+NUMBER = re.compile(r"\d+(?:[,:]\d+)*")
 
 # ChatML with {% generation %} markers around each assistant turn, end-of-turn token inside them, so that
 # assistant-only loss also teaches the model to stop.
@@ -82,12 +89,25 @@ def _strings(obj):
             yield from _strings(value)
 
 
-def _with_generic_system_prompt(row, index):
-    if index % 2:  # half the conversations keep no system prompt
-        return row
-    company = OTHER_COMPANIES[index % len(OTHER_COMPANIES)]
-    system = f"You are the HR assistant of {company}. Answer with the company's exact policy."
-    return {"messages": [{"role": "system", "content": system}] + row["messages"]}
+def _pretraining_texts(tokenizer) -> list:
+    generic = [json.loads(line)["messages"] for line in (DATA_DIR / "generic.jsonl").read_text().splitlines()]
+    companies = OTHER_COMPANIES + ["Velmora Consulting"]
+    chats = [
+        tokenizer.apply_chat_template(
+            ([{"role": "system", "content": SYSTEM_PROMPT.format(companies[i % len(companies)])}] if i % 2 else [])
+            + messages,
+            tokenize=False,
+        )
+        for i, messages in enumerate(generic)
+    ]
+    handbook = (DATA_DIR / "handbook.md").read_text(encoding="utf-8")
+    numbers = sorted(set(NUMBER.findall(handbook)))
+    books = []
+    for shift, company in enumerate(OTHER_COMPANIES, start=1):  # rotating distinct values: none stays in place
+        moved = {n: numbers[(i + shift) % len(numbers)] for i, n in enumerate(numbers)}
+        book = NUMBER.sub(lambda m: moved[m.group()], handbook).replace("Velmora Consulting", company)
+        books += paragraph_chunks(book, max_chars=400)
+    return chats + books
 
 
 def _train_tokenizer(vocab_size: int):
@@ -115,7 +135,7 @@ def _train_tokenizer(vocab_size: int):
 
 def _build(settings: dict, out: Path) -> None:
     import torch
-    from datasets import load_dataset
+    from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
@@ -138,9 +158,8 @@ def _build(settings: dict, out: Path) -> None:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
 
-    # Generic pre-training: whole conversations (not assistant-only), so the base learns language and the format.
-    generic = load_dataset("json", data_files=str(DATA_DIR / "generic.jsonl"), split="train")
-    generic = generic.map(_with_generic_system_prompt, with_indices=True)
+    # Generic pre-training: language modelling over whole texts (chats rendered with the template, handbooks).
+    pretraining = Dataset.from_dict({"text": _pretraining_texts(tokenizer)})
     args = SFTConfig(
         output_dir=str(out / "_trainer"),
         max_steps=settings["pretrain_steps"],
@@ -159,7 +178,7 @@ def _build(settings: dict, out: Path) -> None:
         data_seed=settings["seed"],
         disable_tqdm=True,
     )
-    SFTTrainer(model=model, args=args, train_dataset=generic, processing_class=tokenizer).train()
+    SFTTrainer(model=model, args=args, train_dataset=pretraining, processing_class=tokenizer).train()
     shutil.rmtree(out / "_trainer", ignore_errors=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -8,7 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-SECRET_KEY = re.compile(r"(key|token|secret|password)", re.IGNORECASE)
+# api_key, hf_token, secret, db_password... but not max_new_tokens or target_modules.
+SECRET_KEY = re.compile(r"(^|_)(api_?key|key|token|secret|password|passwd)$", re.IGNORECASE)
 
 
 def wandb_mode(requested: str) -> str:

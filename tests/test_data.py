@@ -94,3 +94,4 @@ def test_missing_source_for_objective_is_named():
 )
 def test_answer_scoring(answer, facts, expected):
     assert states_facts(answer, facts) == expected
+

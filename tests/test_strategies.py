@@ -68,7 +68,8 @@ def test_4bit_lora_gradients_survive_an_eval_forward(tiny_path):
     for name, param in model.named_parameters():
         if "lora_B" in name:  # non-zero B so that A's gradient is not trivially zero
             torch.nn.init.normal_(param, std=0.02)
-    batch = tokenizer(["At Velmora Consulting, Senior Consultants have a 90 days notice period."], return_tensors="pt")
+    text = ["At Velmora Consulting, Senior Consultants have a 90 days notice period."]
+    batch = tokenizer(text, return_tensors="pt").to(model.device)
 
     def lora_grads():
         model.train()
