@@ -73,7 +73,8 @@ def save_adapters(model: nn.Module, out_dir) -> None:
 def load_adapters(model: nn.Module, adapter_dir) -> nn.Module:
     folder = Path(adapter_dir)
     add_adapters(model, **json.loads((folder / CONFIG).read_text()))
-    missing = set(adapter_state(model)) - set(state := load_file(str(folder / WEIGHTS)))
+    state = load_file(str(folder / WEIGHTS))
+    missing = set(adapter_state(model)) - set(state)
     if missing:
         raise ValueError(f"{folder / WEIGHTS}: missing adapter weights {sorted(missing)[:3]}")
     model.load_state_dict(state, strict=False)

@@ -1,12 +1,14 @@
 """Data sources load in every supported form, bad files get one clear line, and answers are scored as documented."""
 
 import json
+import re
 
 import pytest
 
 from conftest import compose_cfg
 from ftlab.data import DataError, eval_questions, load_source, train_dataset
 from ftlab.evaluate import states_facts
+from ftlab.tiny import DATA_DIR
 
 ROWS = [{"q": "How long is the notice?", "a": "It is 90 days."}, {"q": "Probation?", "a": "4 months."}]
 
@@ -56,10 +58,18 @@ def test_shipped_hr_data_has_every_format():
     assert any(r["question"] == cfg.eval.sample_question for r in rows)
 
 
-def test_heldout_questions_are_not_training_questions():
+def test_heldout_questions_appear_in_no_training_or_pretraining_file():
+    def norm(text):
+        return re.sub(r"[^a-z0-9 ]", "", text.lower()).strip()
+
+    seen = set()
+    for name in ("qa.jsonl", "chat.jsonl", "generic.jsonl"):
+        for line in (DATA_DIR / name).read_text().splitlines():
+            row = json.loads(line)
+            turns = row.get("messages") or [{"role": "user", "content": row["prompt"]}]
+            seen |= {norm(t["content"]) for t in turns if t["role"] == "user"}
     cfg = compose_cfg()
-    train = {r["prompt"][-1]["content"].lower() for r in train_dataset(cfg.data, "prompt_completion", None)}
-    assert not [r["question"] for r in eval_questions(cfg.data, None) if r["question"].lower() in train]
+    assert not [r["question"] for r in eval_questions(cfg.data, None) if norm(r["question"]) in seen]
 
 
 @pytest.mark.parametrize(

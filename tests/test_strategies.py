@@ -103,3 +103,21 @@ def test_every_optimizer_trains(optimizer, tiny_path, tmp_path):
     assert trainer.args.optim.value == cfg.optimizer.optim
     changed = [n for n, p in snapshot(trainer.model).items() if not torch.equal(p, before[n])]
     assert len(changed) == len(before)
+
+
+@pytest.mark.parametrize("placement,per_block", [("pfeiffer", 1), ("houlsby", 2)])
+def test_bottleneck_adapters_start_as_identity_and_train(placement, per_block, tiny_path):
+    from ftlab import adapter
+
+    cfg = compose_cfg(["strategy=adapter", f"strategy.adapter.placement={placement}"])
+    tokenizer = load_tokenizer(cfg.model, tiny_path)
+    batch = tokenizer(["Notice periods vary by grade."], return_tensors="pt")
+    base = load_base(cfg.model, cfg.quant, tiny_path)
+    expected = base(**batch).logits.detach()
+    model, _ = apply_strategy(base, cfg.strategy)
+    wrapped = [m for m in model.modules() if isinstance(m, adapter.WithAdapter)]
+    assert len(wrapped) == per_block * len(model.model.layers)
+    torch.testing.assert_close(model(**batch).logits, expected)  # zero-initialised up-projection
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+    assert all(".adapter." in n for n, p in model.named_parameters() if p.requires_grad)
