@@ -32,6 +32,11 @@ def incompatibility(cfg: DictConfig) -> str | None:
         return f"strategy=adapter trains on a float base; with quant={cfg.quant.name} use strategy=lora (QLoRA)"
     if cfg.strategy.name == "dora" and cfg.quant.name == "8bit" and not _cuda():
         return "strategy=dora with quant=8bit fails on CPU (bitsandbytes 0.50 loses the int8 scales): use quant=4bit"
+    if cfg.strategy.name == "ia3" and quantized and cfg.model.dtype != "float32":
+        return (
+            f"strategy=ia3 on a {cfg.quant.name} base needs model.dtype=float32 (PEFT's IA3 then gives float32 "
+            f"keys and values beside {cfg.model.dtype} queries, which attention refuses)"
+        )
     target = (cfg.strategy.peft or {}).get("_target_", "")
     if target.endswith("PrefixTuningConfig") and cfg.train.gradient_checkpointing:
         return "strategy=prefix cannot run with train.gradient_checkpointing=true (PEFT's prefix cache breaks it)"

@@ -71,6 +71,8 @@ def test_cli_refuses_misspelt_key_and_unknown_option():
         (["strategy=freeze", "quant=8bit"], "strategy=freeze"),
         (["strategy=adapter", "quant=4bit"], "strategy=adapter"),
         (["strategy=prefix", "train.gradient_checkpointing=true"], "gradient_checkpointing"),
+        (["strategy=ia3", "quant=4bit", "model.dtype=bfloat16"], "model.dtype=float32"),
+        (["strategy=ia3", "quant=4bit"], None),
         (["strategy=lora", "quant=4bit"], None),
     ],
 )

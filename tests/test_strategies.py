@@ -111,8 +111,8 @@ def test_bottleneck_adapters_start_as_identity_and_train(placement, per_block, t
 
     cfg = compose_cfg(["strategy=adapter", f"strategy.adapter.placement={placement}"])
     tokenizer = load_tokenizer(cfg.model, tiny_path)
-    batch = tokenizer(["Notice periods vary by grade."], return_tensors="pt")
     base = load_base(cfg.model, cfg.quant, tiny_path)
+    batch = tokenizer(["Notice periods vary by grade."], return_tensors="pt").to(base.device)
     expected = base(**batch).logits.detach()
     model, _ = apply_strategy(base, cfg.strategy)
     wrapped = [m for m in model.modules() if isinstance(m, adapter.WithAdapter)]
