@@ -38,8 +38,8 @@ class ModelConfig:
 
 @dataclass
 class AdapterConfig:
-    bottleneck: int = 32
-    placement: str = "pfeiffer"  # pfeiffer: after each MLP; houlsby: after attention and after MLP
+    bottleneck: int = 64
+    placement: str = "houlsby"  # houlsby: after attention and after the MLP; pfeiffer: after the MLP only
     activation: str = "gelu"
     dropout: float = 0.0
 

@@ -86,13 +86,30 @@ def sft_args(cfg: DictConfig, run_dir: Path, report_to: str):
     )
 
 
+def reset_peak_memory() -> None:
+    """Start a new peak: per phase, and per run when a multirun shares one process."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # Linux: resets the process's peak resident memory
+        except OSError:
+            pass
+
+
 def peak_memory_mb() -> float:
-    """CUDA: peak allocated on the GPU; CPU: peak resident memory of this process so far."""
+    """CUDA: peak allocated on the GPU; CPU: peak resident memory of this process since the last reset."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # lifetime peak elsewhere
 
 
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")
@@ -176,6 +193,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     params = count_params(trainer.model)
 
     # 4. Train.
+    reset_peak_memory()
     started = time.perf_counter()
     train_out = trainer.train()
     runtime = time.perf_counter() - started
@@ -183,6 +201,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
 
     # 5. The same evaluation on the fine-tuned model: the "after" numbers.
+    reset_peak_memory()
     tuned = evaluate(trainer.model, tokenizer, rows, system_prompt, cfg.eval)
 
     # 6. Save what trained and the records; the base model stays where it came from.

@@ -28,3 +28,19 @@ def test_write_json_leaves_no_partial_file(tmp_path):
     write_json(tmp_path / "results.json", {"status": "ok"})
     assert json.loads((tmp_path / "results.json").read_text()) == {"status": "ok"}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_cpu_peak_memory_is_measured_per_phase():
+    """A multirun shares one process: each run's peak must not inherit the previous run's."""
+    import torch
+
+    from ftlab.run import peak_memory_mb, reset_peak_memory
+
+    if torch.cuda.is_available():
+        return  # on CUDA the peak is torch's allocator statistic
+    reset_peak_memory()
+    block = bytearray(300 * 2**20)
+    high = peak_memory_mb()
+    del block
+    reset_peak_memory()
+    assert high - peak_memory_mb() > 200
