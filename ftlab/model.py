@@ -103,8 +103,15 @@ def peft_config(strategy_cfg):
 
 
 def count_params(model) -> dict:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable": trainable, "total": sum(p.numel() for p in model.parameters())}
+    """Parameters, not stored elements: a 4-bit bitsandbytes weight packs two values per byte (as PEFT counts)."""
+    trainable = total = 0
+    for param in model.parameters():
+        count = param.numel()
+        if param.__class__.__name__ == "Params4bit":
+            count *= 2 * getattr(param, "quant_storage", torch.uint8).itemsize
+        total += count
+        trainable += count if param.requires_grad else 0
+    return {"trainable": trainable, "total": total}
 
 
 def save_trained(model, tokenizer, strategy_cfg, out_dir: Path) -> None:

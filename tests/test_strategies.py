@@ -121,3 +121,11 @@ def test_bottleneck_adapters_start_as_identity_and_train(placement, per_block, t
     model(**batch, labels=batch["input_ids"]).loss.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
     assert all(".adapter." in n for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_parameter_count_is_the_same_quantized_or_not(tiny_path):
+    from ftlab.model import count_params
+
+    totals = {q: count_params(load_base(compose_cfg([f"quant={q}"]).model, compose_cfg([f"quant={q}"]).quant,
+                                        tiny_path))["total"] for q in QUANTS}
+    assert totals["4bit"] == totals["none"] == totals["8bit"], totals
