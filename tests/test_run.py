@@ -1,12 +1,10 @@
 """End-to-end runs of the CLI on the tiny model: the files a run writes, the numbers in them, reloading, W&B, sweeps."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from conftest import QUICK, read_results, run_cli
-from ftlab.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
