@@ -97,19 +97,16 @@ def evaluate(model, tokenizer, rows: list, system_prompt, eval_cfg) -> dict:
     }
 
 
-def worst_failures(rows: list, base: dict, tuned: dict, limit: int) -> list:
-    """Questions the fine-tuned model gets wrong, those the base got right first (regressions are the worst)."""
-    failures = [
-        {
-            "question": r["question"],
-            "expected": r["facts"],
-            "reference": r["answer"],
-            "base_answer": base["answers"][i],
-            "base_correct": base["correct"][i],
-            "tuned_answer": tuned["answers"][i],
-        }
+def paired_answers(rows: list, base: dict, tuned: dict) -> list:
+    """One record per held-out question: what was expected, and what the base and the fine-tuned model answered."""
+    return [
+        {"question": r["question"], "expected": r["facts"], "reference": r["answer"],
+         "base_answer": base["answers"][i], "base_correct": base["correct"][i],
+         "tuned_answer": tuned["answers"][i], "tuned_correct": tuned["correct"][i]}
         for i, r in enumerate(rows)
-        if not tuned["correct"][i]
     ]
-    failures.sort(key=lambda f: not f["base_correct"])
-    return failures[:limit]
+
+
+def worst_failures(answers: list, limit: int) -> list:
+    """Questions the fine-tuned model gets wrong, those the base got right first (regressions are the worst)."""
+    return sorted((a for a in answers if not a["tuned_correct"]), key=lambda a: not a["base_correct"])[:limit]

@@ -163,7 +163,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     from trl import SFTTrainer
 
     from ftlab.data import eval_questions, train_dataset
-    from ftlab.evaluate import evaluate, worst_failures
+    from ftlab.evaluate import evaluate, paired_answers, worst_failures
     from ftlab.model import apply_strategy, count_params, load_base, load_tokenizer, model_path, save_trained
     from ftlab.tracking import environment, log_eval, start_wandb, write_json
 
@@ -229,25 +229,14 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
         },
         "environment": environment(),
     }
-    if rows:
-        sample = next((i for i, r in enumerate(rows) if r["question"] == cfg.eval.sample_question), 0)
-        out["sample"] = {
-            "question": rows[sample]["question"],
-            "expected": rows[sample]["facts"],
-            "base_answer": base["answers"][sample],
-            "tuned_answer": tuned["answers"][sample],
-        }
+    answers = paired_answers(rows, base, tuned) if rows else []
+    if answers:
+        sample = next((a for a in answers if a["question"] == cfg.eval.sample_question), answers[0])
+        out["sample"] = {k: sample[k] for k in ("question", "expected", "base_answer", "tuned_answer")}
     if is_main:
         save_trained(trainer.model, tokenizer, cfg.strategy, run_dir / "model")
-        answers = [
-            {"question": r["question"], "expected": r["facts"], "base_answer": b, "base_correct": bc,
-             "tuned_answer": t, "tuned_correct": tc}
-            for r, b, bc, t, tc in zip(rows, base.get("answers", []), base.get("correct", []),
-                                       tuned.get("answers", []), tuned.get("correct", []))
-        ]
         write_json(run_dir / "answers.json", {"answers": answers})
-        failures = worst_failures(rows, base, tuned, cfg.eval.num_failures) if rows else []
-        write_json(run_dir / "failures.json", {"failures": failures})
+        write_json(run_dir / "failures.json", {"failures": worst_failures(answers, cfg.eval.num_failures)})
         metrics = {f"eval/{k}": v for k, v in out["eval"].items() if v is not None}
         table = [[a["question"], ", ".join(a["expected"]), a["base_answer"], a["tuned_answer"], a["tuned_correct"]]
                  for a in answers]

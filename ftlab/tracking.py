@@ -39,8 +39,7 @@ def redact(obj):
 
 def start_wandb(cfg_dict: dict, wandb_cfg, run_dir: Path, run_name: str, group: str | None, tags: list):
     """The W&B run (or None when disabled); transformers' WandbCallback logs training curves into it."""
-    mode = wandb_mode(wandb_cfg.mode)
-    os.environ["WANDB_MODE"] = mode
+    mode = wandb_mode(wandb_cfg.mode)  # passed to wandb.init, not to the environment: each run of a sweep decides
     if mode == "disabled":
         return None
     os.environ.setdefault("WANDB_SILENT", "true")
