@@ -99,6 +99,8 @@ class TrainConfig:
     max_length: int = 256
     gradient_checkpointing: bool = False  # less memory, 25-40% slower
     logging_steps: int = 10
+    eval_steps: float = 0.1  # eval loss on held-out answers: < 1 a fraction of training, >= 1 steps, 0 never
+    cache_tokenized: bool = True  # reuse the tokenized dataset of an earlier run with the same data and tokenizer
 
 
 @dataclass
@@ -131,6 +133,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     seed: int = 42
+    metric: str = "eval.answer_accuracy"  # what a run returns to a Hydra sweeper (Optuna optimises it)
     run_name: str = MISSING
     output_dir: Optional[str] = None  # None: Hydra's run directory
 

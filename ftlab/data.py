@@ -101,6 +101,21 @@ def train_dataset(data_cfg, data_format: str, system_prompt: str | None):
     return dataset.select_columns(REQUIRED[data_format])
 
 
+def eval_dataset(rows: list, data_format: str, system_prompt: str | None):
+    """The held-out question/answer rows in the objective's training format: the trainer's eval-loss curve."""
+    from datasets import Dataset
+
+    if not rows:
+        return None
+    if data_format == "text":
+        return Dataset.from_dict({"text": [f"{r['question']}\n{r['answer']}" for r in rows]})
+    prompts = [chat_prompt(r["question"], system_prompt) for r in rows]
+    answers = [[{"role": "assistant", "content": r["answer"]}] for r in rows]
+    if data_format == "messages":
+        return Dataset.from_dict({"messages": [p + a for p, a in zip(prompts, answers)]})
+    return Dataset.from_dict({"prompt": prompts, "completion": answers})
+
+
 def _columns(data_cfg) -> dict:
     columns = data_cfg.columns or {}
     if not hasattr(columns, "items"):

@@ -2,7 +2,6 @@
 
 import logging
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -49,109 +48,74 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def sft_args(cfg: DictConfig, run_dir: Path, report_to: str):
-    """TRL's SFTConfig from the train, optimizer and objective groups; precision follows the hardware."""
-    import torch
-    from trl import SFTConfig
-
-    cuda = torch.cuda.is_available()
-    return SFTConfig(
-        output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=cfg.train.epochs,
-        max_steps=cfg.train.max_steps,
-        per_device_train_batch_size=cfg.train.batch_size,
-        gradient_accumulation_steps=cfg.train.grad_accum,
-        max_length=cfg.train.max_length,
-        activation_checkpointing=cfg.train.gradient_checkpointing,
-        optim=cfg.optimizer.optim,
-        optim_args=cfg.optimizer.optim_args,
-        learning_rate=cfg.optimizer.lr,
-        weight_decay=cfg.optimizer.weight_decay,
-        lr_scheduler_type=cfg.optimizer.scheduler,
-        warmup_steps=cfg.optimizer.warmup,
-        max_grad_norm=cfg.optimizer.max_grad_norm,
-        use_cpu=not cuda,  # trl defaults to bf16, which fails on CPU
-        bf16=cuda and cfg.model.dtype == "bfloat16",
-        fp16=cuda and cfg.model.dtype == "float16",
-        logging_steps=cfg.train.logging_steps,
-        logging_first_step=True,
-        include_num_input_tokens_seen="non_padding",  # tokens/s counts real tokens, not padding
-        report_to=report_to,
-        run_name=cfg.run_name,
-        save_strategy="no",  # the trained weights are saved once, below, in safetensors
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        disable_tqdm=not sys.stderr.isatty(),
-        **OmegaConf.to_container(cfg.objective.args),
-    )
-
-
-def reset_peak_memory() -> None:
-    """Start a new peak: per phase, and per run when a multirun shares one process."""
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # Linux: resets the process's peak resident memory
-        except OSError:
-            pass
-
-
-def peak_memory_mb() -> float:
-    """CUDA: peak allocated on the GPU; CPU: peak resident memory of this process since the last reset."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # lifetime peak elsewhere
-
-
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """One run. Returns cfg.metric (what a Hydra sweeper such as Optuna optimises), None when it did not finish."""
+    started = time.perf_counter()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(cfg.output_dir or hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     # Under accelerate/torchrun every rank runs this script; only rank 0 writes results, weights and W&B logs.
     is_main = int(os.environ.get("RANK", "0")) == 0
     results = {
-        "status": "running",
+        "status": "running",  # what a crashed run (killed, out of host memory) leaves behind: the report says so
         "run_name": cfg.run_name,
         "choices": {g: hydra_cfg.runtime.choices.get(g) for g in GROUPS},
         "overrides": list(hydra_cfg.overrides.task),
         "seed": cfg.seed,
     }
-    from ftlab.tracking import write_json
+    from ftlab.tracking import redact, write_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
     results_path = run_dir / "results.json"
+    if is_main:
+        # The resolved config beside Hydra's own (.hydra/ keeps the unresolved one and the overrides), secrets hidden.
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(redact(OmegaConf.to_container(cfg, resolve=True))))
+        write_json(results_path, results)
     reason = incompatibility(cfg)
     if reason:
         if is_main:
             write_json(results_path, {**results, "status": "skipped", "reason": reason})
         log.warning("skipped: %s", reason)
         if multirun:
-            return  # the other runs of the sweep go on; the report lists this one with its reason
+            return None  # the other runs of the sweep go on; the report lists this one with its reason
         raise SystemExit(f"error: {reason}")
     try:
         results.update(train_and_evaluate(cfg, run_dir, is_main, multirun, hydra_cfg))
     except Exception as err:
+        _close_wandb()
         if is_main:
-            write_json(results_path, {**results, "status": "failed", "reason": f"{type(err).__name__}: {err}"})
-        # Bad input (data errors are ValueErrors, a missing file an OSError) gets one line; in a sweep Hydra
-        # records the failure and goes on with the other runs.
-        if isinstance(err, (ValueError, OSError)) and not multirun:
+            write_json(results_path, {**results, "status": "failed", "reason": f"{type(err).__name__}: {err}",
+                                      "wall_s": time.perf_counter() - started})
+        if multirun:
+            # The other runs of the sweep go on. The report lists this one with its reason, and the sweep's report
+            # callback (conf/config.yaml: hydra.callbacks) makes the sweep's exit code say that a run failed.
+            log.exception("run %s failed", cfg.run_name)
+            return None
+        # Bad input (data errors are ValueErrors, a missing file an OSError) or divergence: one line, no trace.
+        if isinstance(err, (ValueError, OSError, FloatingPointError)):
             raise SystemExit(f"error: {err}") from None
         raise
     results["status"] = "ok"
+    results["wall_s"] = time.perf_counter() - started
     if is_main:
         write_json(results_path, results)
         print_summary(results, run_dir)
+    return metric_value(results, cfg.metric)
+
+
+def metric_value(results: dict, dotted: str) -> float | None:
+    value = results
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _close_wandb() -> None:
+    """A run that failed mid-way closes its W&B run as failed, so the next run of a sweep starts a fresh one."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.run.finish(exit_code=1)
 
 
 def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: bool, hydra_cfg) -> dict:
@@ -160,36 +124,40 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     for noisy in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from transformers import set_seed
-    from trl import SFTTrainer
 
-    from ftlab.data import eval_questions, train_dataset
+    from ftlab.data import eval_dataset, eval_questions, train_dataset
     from ftlab.evaluate import evaluate, paired_answers, worst_failures
     from ftlab.model import apply_strategy, count_params, load_base, load_tokenizer, model_path, save_trained
     from ftlab.tracking import environment, log_eval, start_wandb, write_json
+    from ftlab.train import build_trainer, loss_history, peak_memory_mb, reset_peak_memory, sft_args
 
+    # Same config and seed on the same machine: the same losses (tests/test_run.py checks it).
     set_seed(cfg.seed)
     system_prompt = cfg.data.system_prompt
+    env = environment(list(hydra_cfg.overrides.task))
 
     # 1. Data first: a bad file fails in seconds, not after a model has loaded.
     path = model_path(cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     train_data = train_dataset(cfg.data, cfg.objective.data_format, system_prompt)
     rows = eval_questions(cfg.data, cfg.eval.max_questions)
+    eval_data = eval_dataset(rows, cfg.objective.data_format, system_prompt)
 
     # 2. The base model, quantized as the run asks, evaluated before anything changes it: the "before" numbers.
     model = load_base(cfg.model, cfg.quant, path)
     base = evaluate(model, tokenizer, rows, system_prompt, cfg.eval)
 
-    # 3. The strategy decides what trains; PEFT methods are wrapped by the trainer.
+    # 3. The strategy decides what trains; PEFT methods are wrapped by the trainer. Runs of one sweep share a W&B
+    # group (the sweep's directory name) and carry their group choices as tags, so W&B can compare them.
     model, peft_config = apply_strategy(model, cfg.strategy)
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     group = cfg.wandb.group or (Path(hydra_cfg.sweep.dir).name if multirun else None)
     tags = [f"{g}={hydra_cfg.runtime.choices.get(g)}" for g in GROUPS] + list(cfg.wandb.tags)
-    wandb_run = start_wandb(plain_cfg, cfg.wandb, run_dir, cfg.run_name, group, tags) if is_main else None
-    args = sft_args(cfg, run_dir, "wandb" if wandb_run else "none")
-    trainer = SFTTrainer(
-        model=model, args=args, train_dataset=train_data, processing_class=tokenizer, peft_config=peft_config
-    )
+    wandb_run = start_wandb({**plain_cfg, "environment": env}, cfg.wandb, run_dir, cfg.run_name, group, tags) \
+        if is_main else None
+    args = sft_args(cfg, run_dir, "wandb" if wandb_run else "none", has_eval_data=eval_data is not None)
+    trainer, data_record = build_trainer(model, tokenizer, args, train_data, eval_data, peft_config,
+                                         cache=cfg.train.cache_tokenized)
     params = count_params(trainer.model)
 
     # 4. Train.
@@ -198,7 +166,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     train_out = trainer.train()
     runtime = time.perf_counter() - started
     train_peak = peak_memory_mb()
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    history = loss_history(trainer.state.log_history)
 
     # 5. The same evaluation on the fine-tuned model: the "after" numbers.
     reset_peak_memory()
@@ -209,7 +177,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
         "params": params,
         "train": {
             "loss": train_out.training_loss,
-            "final_logged_loss": losses[-1] if losses else None,
+            "final_logged_loss": history["train"][-1][1] if history["train"] else None,
             "steps": trainer.state.global_step,
             "runtime_s": runtime,
             "tokens": trainer.state.num_input_tokens_seen,
@@ -227,7 +195,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
             "base_answer_accuracy": base.get("answer_accuracy"),
             "peak_memory_mb": peak_memory_mb(),
         },
-        "environment": environment(),
+        "history": history,
+        "data": data_record,
+        "environment": env,
     }
     answers = paired_answers(rows, base, tuned) if rows else []
     if answers:
@@ -235,14 +205,20 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
         out["sample"] = {k: sample[k] for k in ("question", "expected", "base_answer", "tuned_answer")}
     if is_main:
         save_trained(trainer.model, tokenizer, cfg.strategy, run_dir / "model")
+        out["saved"] = {"path": "model", "bytes": sum(f.stat().st_size for f in (run_dir / "model").rglob("*")
+                                                      if f.is_file())}
         write_json(run_dir / "answers.json", {"answers": answers})
         write_json(run_dir / "failures.json", {"failures": worst_failures(answers, cfg.eval.num_failures)})
         metrics = {f"eval/{k}": v for k, v in out["eval"].items() if v is not None}
+        metrics |= {f"final/{k}": v for k, v in out["train"].items() if v is not None}
+        metrics |= {"params/trainable": params["trainable"], "params/total": params["total"],
+                    "saved/bytes": out["saved"]["bytes"]}
         table = [[a["question"], ", ".join(a["expected"]), a["base_answer"], a["tuned_answer"], a["tuned_correct"]]
                  for a in answers]
         log_eval(wandb_run, metrics, table)
         if wandb_run is not None:
-            out["wandb"] = {"mode": wandb_run.settings.mode, "dir": str(Path(wandb_run.dir).parent)}
+            out["wandb"] = {"mode": wandb_run.settings.mode, "dir": str(Path(wandb_run.dir).parent), "group": group,
+                            "id": wandb_run.id}
             wandb_run.finish()
     return out
 

@@ -5,6 +5,8 @@ import netrc
 import os
 import platform
 import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -59,6 +61,8 @@ def start_wandb(cfg_dict: dict, wandb_cfg, run_dir: Path, run_name: str, group: 
 
 
 def log_eval(run, metrics: dict, sample_rows: list) -> None:
+    """Final numbers into the run's summary (what W&B's tables and parallel-coordinates views compare across a
+    sweep) and the base-vs-tuned answers as a table."""
     if run is None:
         return
     import wandb
@@ -68,24 +72,64 @@ def log_eval(run, metrics: dict, sample_rows: list) -> None:
     run.log({"eval/answers": wandb.Table(columns=columns, data=sample_rows), **metrics})
 
 
-def environment() -> dict:
-    import torch
-    import transformers
-    import trl
+PACKAGES = ("ftlab", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "bitsandbytes", "torchao",
+            "tokenizers", "hydra-core", "omegaconf", "wandb")
 
-    import peft
+
+def environment(task_overrides: list) -> dict:
+    """What it takes to reproduce a run: the exact command, package versions, the project's commit, the hardware."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     return {
+        "command": shlex.join(sys.orig_argv),  # as typed; in a sweep, the sweep's command
+        "rerun": shlex.join(["python", "-m", "ftlab", *task_overrides]),  # this run alone
+        "packages": {name: installed(name) for name in PACKAGES},
         "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "trl": trl.__version__,
-        "peft": peft.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cpu_count": os.cpu_count(),
-        "command": " ".join(sys.argv),
+        "git": _git_state(),
+        "hardware": {
+            "platform": platform.platform(),
+            "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "memory_gb": round(int(_proc_field("/proc/meminfo", "MemTotal").split()[0]) / 2**20, 1)
+            if _proc_field("/proc/meminfo", "MemTotal") else None,
+            "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        },
     }
+
+
+def _git_state() -> dict | None:
+    """The commit of the ftlab checkout and whether it had uncommitted changes (None outside a git checkout)."""
+    from ftlab.paths import PROJECT_ROOT
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None
+        return {"commit": head.stdout.strip(), "dirty": bool(git("status", "--porcelain").stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _proc_field(path: str, name: str) -> str | None:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def write_json(path: Path, data: dict) -> None:

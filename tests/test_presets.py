@@ -24,14 +24,21 @@ def test_experiment_preset_runs(preset, tmp_path):
 
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
-def test_sweep_preset_runs_every_point(sweep, tmp_path):
-    grid = OmegaConf.load(sweep).hydra.sweeper.params
-    expected = math.prod(len(str(values).split(",")) for values in grid.values())
-    code, out = run_cli([f"sweep={sweep.stem}", *QUICK, f"hydra.sweep.dir={tmp_path}"])  # multirun without -m
+def test_sweep_preset_runs_every_point_and_reports(sweep, tmp_path):
+    preset = OmegaConf.load(sweep)
+    overrides = [f"sweep={sweep.stem}", *QUICK, f"hydra.sweep.dir={tmp_path}"]  # multirun without -m
+    if "override /hydra/sweeper: optuna" in sweep.read_text():
+        overrides.append("hydra.sweeper.n_trials=2")  # a search: two trials show it works
+        expected = 2
+    else:
+        expected = math.prod(len(str(values).split(",")) for values in preset.hydra.sweeper.params.values())
+    code, out = run_cli(overrides)
     assert code == 0, out[-3000:]
-    statuses = [read_results(p)["status"] for p in tmp_path.iterdir() if p.is_dir()]
+    statuses = [read_results(p)["status"] for p in tmp_path.iterdir() if (p / "results.json").exists()]
     assert len(statuses) == expected
     assert set(statuses) <= {"ok", "skipped"} and "ok" in statuses
+    for name in ("report.md", "report.csv", "runs.csv"):
+        assert (tmp_path / "report" / name).stat().st_size > 0, name
 
 
 def test_default_hr_experiment_beats_the_base_model(tmp_path):

@@ -34,7 +34,7 @@ def test_cpu_peak_memory_is_measured_per_phase():
     """A multirun shares one process: each run's peak must not inherit the previous run's."""
     import torch
 
-    from ftlab.run import peak_memory_mb, reset_peak_memory
+    from ftlab.train import peak_memory_mb, reset_peak_memory
 
     if torch.cuda.is_available():
         return  # on CUDA the peak is torch's allocator statistic

@@ -1,0 +1,128 @@
+"""The sweep report's text: the Markdown report, the per-configuration and per-run CSVs, the Optuna search section."""
+
+import csv
+import io
+import math
+
+from ftlab.report import COSTS, SPREAD_RULE, fmt, lower_is_better, short
+
+
+def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
+    """(headers, rows) as people read them (0.750 ± 0.071, 1.2M), and as numbers for report.csv and W&B."""
+    # Nothing varied but the seed: the one row is named after its runs.
+    headers = [*(columns or ["configuration"]), "n", f"{metric} (mean ± sd)", f"base {metric}",
+               "eval loss (mean ± sd)", *(header for header, _, _ in COSTS.values()), "vs best"]
+    rows = [[*(map(short, c["columns"]) if columns else [c["label"]]), c["n"], with_sd(c["mean"], c["sd"]),
+             fmt(c["base"]), with_sd(c["loss_mean"], c["loss_sd"]),
+             *(human_count(c[k]) if k == "params" else fmt(c[k]) for k in COSTS), c["vs_best"]] for c in configs]
+    raw_headers = ["configuration", *columns, "n", f"{metric}_mean", f"{metric}_sd", f"base_{metric}",
+                   "eval_loss_mean", "eval_loss_sd", *(name for _, name, _ in COSTS.values()), "vs_best"]
+    raw = ["n", "mean", "sd", "base", "loss_mean", "loss_sd", *COSTS, "vs_best"]
+    return (headers, rows), (raw_headers, [[c["label"], *c["columns"], *(c[k] for k in raw)] for c in configs])
+
+
+def with_sd(mean, sd) -> str:
+    return fmt(mean) if sd is None else f"{fmt(mean)} ± {fmt(sd)}"
+
+
+def human_count(value) -> str:
+    """1234567 -> 1.2M."""
+    if value is None:
+        return "–"
+    size, suffix = next(((s, x) for s, x in ((1e9, "B"), (1e6, "M"), (1e3, "K")) if abs(value) >= s), (1, ""))
+    return f"{value / size:.1f}{suffix}" if suffix else f"{value:.0f}"
+
+
+def markdown_table(headers: list, rows: list) -> str:
+    def cells(values):
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+    return "\n".join([cells(headers), cells(["---"] * len(headers)), *map(cells, rows)])
+
+
+def measured(results: dict) -> dict:
+    """Every scalar a run recorded in its measurement sections, flattened: train.tokens_per_s, eval.loss, ..."""
+    flat = {"wall_s": results["wall_s"]} if "wall_s" in results else {}
+    for section in ("params", "train", "eval", "saved", "data"):
+        values = results.get(section)
+        if isinstance(values, dict):
+            flat.update({f"{section}.{k}": v for k, v in values.items() if not isinstance(v, (dict, list))})
+    return flat
+
+
+def runs_csv(runs: list) -> tuple:
+    """One row per run: where, what happened, every choice and override, every measurement."""
+    choices = list(dict.fromkeys(k for r in runs for k in r["choices"]))
+    overrides = list(dict.fromkeys(k for r in runs for k in r["overrides"]))
+    metrics = list(dict.fromkeys(k for r in runs for k in measured(r["results"])))
+    headers = ["run_dir", "run_name", "status", "reason", "seed", *choices, *(f"override:{k}" for k in overrides),
+               *metrics]
+    return headers, [[r["dir"], r["name"], r["status"], r["reason"], r["seed"], *(r["choices"].get(k) for k in choices),
+                      *(r["overrides"].get(k) for k in overrides), *(measured(r["results"]).get(k) for k in metrics)]
+                     for r in runs]
+
+
+def csv_text(headers: list, rows: list) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([headers, *([("" if v is None else v) for v in r] for r in rows)])
+    return out.getvalue()
+
+
+def count_line(summary: dict) -> str:
+    return f"{summary['runs']} runs: " + ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
+
+
+def report_markdown(dirs, runs, configs, metric, summary, missing_plots) -> str:
+    lines = [
+        "# ftlab sweep report", "",
+        (f"Runs from {', '.join(f'`{d}`' for d in dirs)}. **{count_line(summary)}**; {len(configs)} configurations "
+         "(runs that differ only in seed are one configuration, one row)."), "",
+        (f"Metric: `{metric}` ({'lower' if lower_is_better(metric) else 'higher'} is better), mean ± sample sd over "
+         "seeds (`n`), best first. Base: the same metric for the base model before fine-tuning. MB = 2^20 bytes; "
+         "peak train MB is the GPU's peak allocation on CUDA, the process's peak resident memory on CPU."), "",
+        SPREAD_RULE, "", summary["table"] if configs else f"No finished run recorded `{metric}`.", "",
+    ]
+    left_out = [r for r in runs if r["status"] != "ok" or r["value"] is None]
+    if left_out:
+        lines += ["## Runs not in the table", "", "| run | status | reason | directory |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['name']} | {r['status']} | {(r['reason'] or f'no {metric} recorded').replace('|', '/')} | "
+                  f"`{r['dir']}` |" for r in left_out] + [""]
+    lines += search_section(dirs, runs) + ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in summary["plots"]]
+    return "\n".join(lines + [f"- `{name}` not drawn: {why}" for name, why in missing_plots.items()]) + "\n"
+
+
+def search_section(dirs: list, runs: list) -> list:
+    """Hydra's Optuna sweeper leaves optimization_results.yaml: its best params, and the run that had them."""
+    import yaml
+
+    lines = []
+    for path in (d / "optimization_results.yaml" for d in dirs):
+        try:
+            found = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            lines += ["## Search", "", f"`{path}` could not be read: {type(err).__name__}: {err}", ""]
+            continue
+        if not isinstance(found, dict):
+            continue
+        lines += [f"## Search ({found.get('name', 'optuna')})", "", f"From `{path}`.", ""]
+        # Single-objective: best_params/best_value; multi-objective: a Pareto front of {params, values}.
+        for solution in found.get("solutions") or [{"params": found.get("best_params"),
+                                                    "values": [found.get("best_value")]}]:
+            params = solution.get("params") or {}
+            matches = [r for r in runs if params and all(same_value(r["overrides"].get(k), v)
+                                                          for k, v in params.items())]
+            lines += [f"- best value: {', '.join(str(v) for v in solution.get('values') or [])}",
+                      f"- best params: {', '.join(f'`{k}={v}`' for k, v in params.items()) or '–'}"]
+            lines += [f"- run: `{r['dir']}` ({r['status']}); its config: `{r['dir'] / '.hydra' / 'config.yaml'}`"
+                      for r in matches] or ["- run: none of the collected runs has these overrides"]
+            lines.append("")
+    return lines
+
+
+def same_value(recorded, wanted) -> bool:
+    if recorded is None:
+        return False
+    try:  # the override says 0.003 or 3e-3; Optuna's yaml says 0.003
+        return math.isclose(float(recorded), float(wanted), rel_tol=1e-9)
+    except (TypeError, ValueError):
+        return str(recorded).strip("'\"").lower() == str(wanted).lower()

@@ -1,0 +1,81 @@
+"""Sweeps a researcher can trust: identical reruns, a failed run reported (not dropped), W&B groups, the data cache."""
+
+import csv
+import json
+
+import pytest
+
+from conftest import QUICK, read_results, run_cli
+
+pytestmark = pytest.mark.slow
+STEPS = [o for o in QUICK if not o.startswith("train.max_steps")] + ["train.max_steps=6", "train.logging_steps=1"]
+
+
+def test_same_config_and_seed_give_the_same_losses(tmp_path):
+    """Reproducibility on CPU: the cached tokenized data gives exactly what fresh preparation gives."""
+    histories = {}
+    for name, extra in [("fresh", ["train.cache_tokenized=false"]), ("cached", []), ("cached_again", []),
+                        ("other_seed", ["seed=7"])]:
+        code, out = run_cli([*STEPS, "strategy=lora", *extra, f"hydra.run.dir={tmp_path / name}"])
+        assert code == 0, out[-3000:]
+        histories[name] = read_results(tmp_path / name)["history"]
+    assert len(histories["fresh"]["train"]) == 6 and len(histories["fresh"]["eval"]) >= 5
+    assert histories["fresh"] == histories["cached"] == histories["cached_again"]
+    assert histories["other_seed"]["train"] != histories["fresh"]["train"]  # the check can fail
+    assert read_results(tmp_path / "cached_again")["data"]["cache"] == "hit"
+    assert read_results(tmp_path / "fresh")["data"]["cache"] == "off"
+
+
+def test_each_run_records_how_to_reproduce_it(tmp_path):
+    code, out = run_cli([*QUICK, "strategy=lora", f"hydra.run.dir={tmp_path}"])
+    assert code == 0, out[-3000:]
+    env = read_results(tmp_path)["environment"]
+    assert env["rerun"].startswith("python -m ftlab ") and "strategy=lora" in env["rerun"]
+    assert "-m ftlab" in env["command"] and f"hydra.run.dir={tmp_path}" in env["command"]
+    assert env["packages"]["trl"] and env["packages"]["transformers"] and env["packages"]["hydra-core"]
+    assert len(env["git"]["commit"]) == 40
+    assert env["hardware"]["cpu_count"] >= 1 and env["hardware"]["memory_gb"] > 0
+    resolved = (tmp_path / "config.yaml").read_text()
+    assert "${" not in resolved and "name: lora" in resolved
+
+
+def test_a_diverging_run_fails_the_sweep_but_not_the_other_runs(tmp_path):
+    """lr=1e30 makes the loss NaN: that run is recorded as failed with the step, the other run finishes, the
+    report lists both, and the sweep's exit code says something failed."""
+    code, out = run_cli(["-m", "strategy=full", "optimizer.lr=3e-3,1e30", *STEPS, f"hydra.sweep.dir={tmp_path}"])
+    assert code != 0, out[-3000:]
+    runs = [read_results(p) for p in sorted(tmp_path.iterdir()) if (p / "results.json").exists()]
+    assert [r["status"] for r in runs] == ["ok", "failed"]
+    assert "training diverged" in runs[1]["reason"] and "at step" in runs[1]["reason"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "training diverged" in report and "failed" in report
+    assert "1 failed" in out
+
+
+def test_a_sweep_shares_one_wandb_group_with_choices_as_tags(tmp_path):
+    overrides = [o for o in QUICK if not o.startswith("wandb.")] + ["wandb.mode=offline"]
+    code, out = run_cli(["-m", "strategy=lora", "seed=1,2", *overrides, f"hydra.sweep.dir={tmp_path}"])
+    assert code == 0, out[-3000:]
+    runs = sorted(p for p in tmp_path.iterdir() if (p / "results.json").exists())
+    assert [read_results(p)["run_name"] for p in runs] == ["tiny-lora-sft-none-s1", "tiny-lora-sft-none-s2"]
+    for run in runs:
+        record = read_results(run)["wandb"]
+        assert record["group"] == tmp_path.name
+        log = next((run / "wandb").rglob("*.wandb")).read_bytes()
+        for key in (tmp_path.name.encode(), b"strategy=lora", b"quant=none", b"final/tokens_per_s",
+                    b"params/trainable", b"eval/answer_accuracy"):
+            assert key in log, key
+    with open(tmp_path / "report" / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["n"] == "2", rows  # the two seeds are one configuration
+
+
+def test_the_optuna_search_preset_reports_its_best_trial(tmp_path):
+    code, out = run_cli(["sweep=search_lora", "hydra.sweeper.n_trials=2", *QUICK, f"hydra.sweep.dir={tmp_path}"])
+    assert code == 0, out[-3000:]
+    trials = [read_results(p) for p in tmp_path.iterdir() if (p / "results.json").exists()]
+    assert len(trials) == 2 and all(t["status"] == "ok" for t in trials)
+    assert len({json.dumps(sorted(t["overrides"])) for t in trials}) == 2  # the sampler tried two settings
+    best = (tmp_path / "optimization_results.yaml").read_text()
+    assert "optimizer.lr" in best and "strategy.peft.r" in best
+    assert "Search" in (tmp_path / "report" / "report.md").read_text()
