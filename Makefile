@@ -1,11 +1,12 @@
 # make run: set up (first time) and run the default HR experiment.  make test: set up and run the tests.
+# make pipeline: the RLHF pipeline (SFT -> reward model -> DPO and online RL, compared) under outputs/pipeline/.
 # Extra arguments go to the command: make run ARGS="strategy=dora quant=4bit"; make test ARGS="-m 'not slow'".
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test clean
+.PHONY: run test pipeline clean
 
 # The stamp is rebuilt when pyproject.toml changes. torch==2.13.0 is installed first so pip takes the CPU wheel
 # lying on this kind of machine; on a GPU machine install your CUDA torch into .venv first and it is kept.
@@ -21,6 +22,15 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(ARGS)
+
+# Each stage is a run whose directory the next one names.
+pipeline: $(VENV)/.installed
+	set -e; D=outputs/pipeline/$$(date +%Y-%m-%d_%H-%M-%S); \
+	$(BIN)/python -m ftlab experiment=hr_bot hydra.run.dir=$$D/1_sft $(ARGS); \
+	$(BIN)/python -m ftlab experiment=pipeline_reward model.path=$$D/1_sft hydra.run.dir=$$D/2_reward $(ARGS); \
+	$(BIN)/python -m ftlab sweep=pipeline_compare model.path=$$D/1_sft eval.reward_model=$$D/2_reward \
+		hydra.sweep.dir=$$D/3_compare $(ARGS); \
+	echo "pipeline: $$D (comparison: $$D/3_compare/report/report.md)"
 
 clean:
 	rm -rf $(VENV) outputs wandb .pytest_cache

@@ -59,7 +59,10 @@ class ObjectiveConfig:
     name: str = MISSING
     trainer: str = "sft"
     data_format: str = MISSING  # prompt_completion | messages | text: the data.train source it reads
-    args: Dict[str, Any] = field(default_factory=dict)  # passed to trl.SFTConfig
+    args: Dict[str, Any] = field(default_factory=dict)  # passed to the trainer's TRL config (SFTConfig, DPOConfig, ...)
+    reference: str = "auto"  # dpo/kto: auto (PEFT: adapter disabled; else a frozen copy) | precompute
+    reward_model: Optional[str] = None  # online RL: an objective=reward run directory (or a reward model folder)
+    reward_funcs: List[str] = field(default_factory=list)  # online RL: Python callables, e.g. ftlab.rewards.concise
 
 
 @dataclass
@@ -67,6 +70,7 @@ class DataConfig:
     name: str = MISSING
     train: Dict[str, Optional[str]] = field(default_factory=dict)  # data format -> file, folder or hub dataset
     eval: Optional[str] = None  # held-out questions: question, answer, facts
+    eval_pairs: Optional[str] = None  # held-out preference pairs: prompt, chosen, rejected
     columns: Any = None  # your column name -> ftlab's name, e.g. {q: prompt, a: completion}
     system_prompt: Optional[str] = None
     max_train_examples: Optional[int] = None
@@ -110,6 +114,7 @@ class EvalConfig:
     max_questions: Optional[int] = None  # None: every held-out question
     num_failures: int = 10  # worst failures written to failures.jsonl
     sample_question: str = "What is the notice period for a Senior Consultant?"
+    reward_model: Optional[str] = None  # an objective=reward run: scores base vs fine-tuned answers (win rate)
 
 
 @dataclass

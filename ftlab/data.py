@@ -7,14 +7,22 @@ from ftlab.paths import resolve
 
 TABLE_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 TEXT_SUFFIXES = {".txt", ".md"}
-REQUIRED = {"prompt_completion": ["prompt", "completion"], "messages": ["messages"], "text": ["text"]}
+REQUIRED = {
+    "prompt_completion": ["prompt", "completion"],  # objective=sft
+    "messages": ["messages"],  # objective=instruct
+    "text": ["text"],  # objective=domain
+    "preference": ["prompt", "chosen", "rejected"],  # objective=reward, dpo, orpo
+    "unpaired_preference": ["prompt", "completion", "label"],  # objective=kto
+    "prompt": ["prompt"],  # objective=rlhf (online RL: the policy writes the answers)
+}
+OPTIONAL = {"prompt": ["facts"]}  # kept for rule-based rewards (ftlab/rewards.py)
 
 
 class DataError(ValueError):
     """Bad training or evaluation data: the message names the source and what was expected."""
 
 
-def load_source(source: str, columns: dict):
+def load_source(source: str, columns: dict, required: list = ()):
     """A datasets.Dataset from a table file, a text file or folder of them (one row per paragraph), or a hub id."""
     from datasets import Dataset, load_dataset
 
@@ -29,7 +37,8 @@ def load_source(source: str, columns: dict):
         return Dataset.from_dict({"text": paragraph_chunks(path.read_text(encoding="utf-8"))})
     if path.suffix in TABLE_SUFFIXES:
         if path.suffix == ".jsonl":
-            _check_jsonl(path)
+            inverse = {new: old for old, new in columns.items()}
+            _check_jsonl(path, [inverse.get(name, name) for name in required])
         dataset = load_dataset(TABLE_SUFFIXES[path.suffix], data_files=str(path), split="train")
     elif path.exists():
         dataset = load_dataset(str(path), split="train")  # a local dataset folder
@@ -55,9 +64,14 @@ def paragraph_chunks(text: str, max_chars: int = 1200) -> list:
     return chunks + [current] if current else chunks
 
 
-def _check_jsonl(path: Path) -> None:
-    """One clear line for a malformed file instead of pyarrow's trace."""
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+def _check_jsonl(path: Path, required: list) -> None:
+    """One clear line for a malformed file or record (file:line: field) instead of pyarrow's trace."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {err.object[err.start]:#x})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -66,6 +80,11 @@ def _check_jsonl(path: Path) -> None:
             raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        for field in required:
+            if field not in row:
+                raise DataError(f"{path}:{number}: missing field '{field}' (expected {', '.join(required)})")
+            if row[field] in ("", None, []):
+                raise DataError(f"{path}:{number}: field '{field}' is empty")
 
 
 def train_dataset(data_cfg, data_format: str, system_prompt: str | None):
@@ -76,7 +95,7 @@ def train_dataset(data_cfg, data_format: str, system_prompt: str | None):
             f"data.train.{data_format}: objective needs a '{data_format}' source and data={data_cfg.name} has none "
             f"(it has: {', '.join(k for k, v in data_cfg.train.items() if v) or 'nothing'})"
         )
-    dataset = load_source(source, _columns(data_cfg))
+    dataset = load_source(source, _columns(data_cfg), REQUIRED[data_format])
     missing = [c for c in REQUIRED[data_format] if c not in dataset.column_names]
     if missing:
         raise DataError(
@@ -98,14 +117,32 @@ def train_dataset(data_cfg, data_format: str, system_prompt: str | None):
         )
     if data_format == "messages" and system_prompt:
         dataset = dataset.map(lambda row: {"messages": _with_system(row["messages"], system_prompt)})
-    return dataset.select_columns(REQUIRED[data_format])
+    if data_format in ("preference", "unpaired_preference", "prompt") and isinstance(dataset[0]["prompt"], str):
+        # The same chat form as SFT, so a policy or reward model sees what the deployed bot sees.
+        answers = [c for c in ("chosen", "rejected", "completion") if c in dataset.column_names]
+        dataset = dataset.map(lambda row: {"prompt": chat_prompt(row["prompt"], system_prompt),
+                                           **{c: [{"role": "assistant", "content": row[c]}] for c in answers}})
+    keep = REQUIRED[data_format] + [c for c in OPTIONAL.get(data_format, []) if c in dataset.column_names]
+    return dataset.select_columns(keep)
+
+
+def eval_pairs(data_cfg, system_prompt: str | None, limit: int | None = None):
+    """Held-out preference pairs (prompt, chosen, rejected) in chat form: a reward model's pairwise accuracy and
+    the eval curve of the preference objectives. None when the data config names none."""
+    if not data_cfg.eval_pairs:
+        return None
+    pairs_cfg = {"train": {"preference": data_cfg.eval_pairs}, "columns": data_cfg.columns,
+                 "name": data_cfg.name, "max_train_examples": limit}
+    from omegaconf import OmegaConf
+
+    return train_dataset(OmegaConf.create(pairs_cfg), "preference", system_prompt)
 
 
 def eval_dataset(rows: list, data_format: str, system_prompt: str | None):
     """The held-out question/answer rows in the objective's training format: the trainer's eval-loss curve."""
     from datasets import Dataset
 
-    if not rows:
+    if not rows or data_format not in ("text", "messages", "prompt_completion"):
         return None
     if data_format == "text":
         return Dataset.from_dict({"text": [f"{r['question']}\n{r['answer']}" for r in rows]})

@@ -18,6 +18,10 @@ def model_path(model_cfg) -> str:
 
         return tiny_model_dir(model_cfg.tiny)
     local = resolve(model_cfg.path)
+    from ftlab.merge import is_run_dir, merged_model_dir
+
+    if is_run_dir(local):  # an earlier ftlab run (SFT before DPO, say): its trained weights merged into its base
+        return merged_model_dir(local)
     if local.exists():
         return str(local)
     if model_cfg.path.startswith(("/", ".", "~")):
@@ -40,12 +44,18 @@ def load_tokenizer(model_cfg, path: str):
     return tokenizer
 
 
-def load_base(model_cfg, quant_cfg, path: str):
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def load_base(model_cfg, quant_cfg, path: str, head: str = "causal_lm"):
+    """The model to train: a causal LM, or for head="reward" the same network with a one-score head (a reward
+    model: the head starts random, the body from the base)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
 
     quantization = BitsAndBytesConfig(**OmegaConf.to_container(quant_cfg.bnb, resolve=True)) if quant_cfg.bnb else None
-    model = AutoModelForCausalLM.from_pretrained(
+    auto_class, extra = AutoModelForCausalLM, {}
+    if head == "reward":
+        auto_class, extra = AutoModelForSequenceClassification, {"num_labels": 1}
+    model = auto_class.from_pretrained(
         path,
+        **extra,
         revision=model_cfg.revision,
         dtype=DTYPES[model_cfg.dtype],
         attn_implementation=model_cfg.attn_implementation,
@@ -55,6 +65,8 @@ def load_base(model_cfg, quant_cfg, path: str):
         device_map="auto" if torch.cuda.is_available() else None,
     )
     guard_4bit_cpu_gradients(model)
+    if head == "reward" and model.config.pad_token_id is None:
+        model.config.pad_token_id = model.config.eos_token_id  # the score is read at the last non-pad token
     return model
 
 
@@ -70,7 +82,7 @@ def guard_4bit_cpu_gradients(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def apply_strategy(model, strategy_cfg):
+def apply_strategy(model, strategy_cfg, task_type: str = "CAUSAL_LM"):
     """Marks what trains. Returns (model, peft_config): PEFT methods are handed to the TRL trainer, which wraps the
     model (and prepares a quantized base for training); the others change the model here."""
     kind = strategy_cfg.kind
@@ -91,13 +103,15 @@ def apply_strategy(model, strategy_cfg):
         a = strategy_cfg.adapter
         return adapter.add_adapters(model, a.bottleneck, a.placement, a.activation, a.dropout), None
     if kind == "peft":
-        return model, peft_config(strategy_cfg)
+        return model, peft_config(strategy_cfg, task_type)
     raise ValueError(f"strategy.kind: expected full, freeze, peft or adapter, got {kind!r}")
 
 
-def peft_config(strategy_cfg):
+def peft_config(strategy_cfg, task_type: str = "CAUSAL_LM"):
+    """The PEFT config; a reward model is a SEQ_CLS task, for which PEFT also trains and saves the score head."""
     try:
-        return instantiate(strategy_cfg.peft)
+        extra = {"task_type": task_type} if "task_type" in strategy_cfg.peft else {}
+        return instantiate(strategy_cfg.peft, **extra)
     except Exception as err:  # an unknown or mistyped PEFT argument: name the key, not a stack trace
         raise ValueError(f"strategy.peft: {err.__cause__ or err}") from None
 
@@ -130,12 +144,13 @@ def load_run(run_dir):
     cfg: DictConfig = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     trained = run_dir / "model"
     kind = cfg.strategy.kind
+    head = "reward" if cfg.objective.trainer == "reward" else "causal_lm"
     base_path = model_path(cfg.model)
     tokenizer = load_tokenizer(cfg.model, base_path)
     if kind in ("full", "freeze"):
-        model = load_base(cfg.model, cfg.quant, str(trained))
+        model = load_base(cfg.model, cfg.quant, str(trained), head)
     else:
-        model = load_base(cfg.model, cfg.quant, base_path)
+        model = load_base(cfg.model, cfg.quant, base_path, head)
         if kind == "adapter":
             model = adapter.load_adapters(model, trained)
         else:

@@ -16,6 +16,10 @@ from ftlab.paths import PROJECT_ROOT
 
 log = logging.getLogger("ftlab")
 GROUPS = ("model", "strategy", "objective", "data", "quant", "optimizer")
+PROMPT_METHODS = ("prefix", "prompt", "ia3")
+PAIRED = ("reward", "dpo", "orpo")  # objectives whose held-out data are preference pairs
+# The eval numbers a results.json carries, for the fine-tuned model and (base_...) the base.
+SCALARS = ("loss", "perplexity", "answer_accuracy", "pairs", "pairwise_accuracy", "mean_margin", "reward")
 register()  # the typed schema: Hydra validates every composed config against it, before main() runs
 
 
@@ -36,6 +40,8 @@ def incompatibility(cfg: DictConfig) -> str | None:
             f"strategy=ia3 on a {cfg.quant.name} base needs model.dtype=float32 (PEFT's IA3 then gives float32 "
             f"keys and values beside {cfg.model.dtype} queries, which attention refuses)"
         )
+    if cfg.objective.trainer == "reward" and (cfg.strategy.kind == "adapter" or cfg.strategy.name in PROMPT_METHODS):
+        return f"objective=reward trains a score head with strategy=full, freeze, lora or dora, not {cfg.strategy.name}"
     target = (cfg.strategy.peft or {}).get("_target_", "")
     if target.endswith("PrefixTuningConfig") and cfg.train.gradient_checkpointing:
         return "strategy=prefix cannot run with train.gradient_checkpointing=true (PEFT's prefix cache breaks it)"
@@ -104,6 +110,17 @@ def main(cfg: DictConfig) -> float | None:
     return metric_value(results, cfg.metric)
 
 
+def reference_model(cfg: DictConfig, trainer_name: str) -> str | None:
+    """What DPO/KTO/ORPO compare the policy with: recorded, since it decides memory and results."""
+    if trainer_name not in ("dpo", "kto"):
+        return None
+    if cfg.objective.reference == "precompute":
+        return "log-probabilities of the starting model, computed once before training"
+    if cfg.strategy.kind == "peft":
+        return "the policy with its adapter disabled (no second model in memory)"
+    return "a frozen copy of the starting model"
+
+
 def metric_value(results: dict, dotted: str) -> float | None:
     value = results
     for part in dotted.split("."):
@@ -125,39 +142,50 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from transformers import set_seed
 
-    from ftlab.data import eval_dataset, eval_questions, train_dataset
+    from ftlab.data import eval_dataset, eval_pairs, eval_questions, train_dataset
     from ftlab.evaluate import evaluate, paired_answers, worst_failures
     from ftlab.model import apply_strategy, count_params, load_base, load_tokenizer, model_path, save_trained
+    from ftlab.reward_eval import pairwise_accuracy, score_answers
     from ftlab.tracking import environment, log_eval, start_wandb, write_json
-    from ftlab.train import build_trainer, loss_history, peak_memory_mb, reset_peak_memory, sft_args
+    from ftlab.train import ONLINE, build_trainer, loss_history, peak_memory_mb, reset_peak_memory, reward_functions
+    from ftlab.train import trainer_args
 
-    # Same config and seed on the same machine: the same losses (tests/test_run.py checks it).
+    # Same config and seed on the same machine: the same losses (tests/test_sweeps.py checks it).
     set_seed(cfg.seed)
     system_prompt = cfg.data.system_prompt
     env = environment(list(hydra_cfg.overrides.task))
+    trainer_name = cfg.objective.trainer
+    # A reward model is the same network with a one-score head; it is judged on held-out preference pairs.
+    reward_model = trainer_name == "reward"
 
-    # 1. Data first: a bad file fails in seconds, not after a model has loaded.
+    # 1. Data first: a bad file fails in seconds, not after a model has loaded. model.path may name an earlier
+    # run (SFT before DPO): its trained weights are merged into its base once, and that is the starting model.
     path = model_path(cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     train_data = train_dataset(cfg.data, cfg.objective.data_format, system_prompt)
-    rows = eval_questions(cfg.data, cfg.eval.max_questions)
-    eval_data = eval_dataset(rows, cfg.objective.data_format, system_prompt)
+    rows = [] if reward_model else eval_questions(cfg.data, cfg.eval.max_questions)
+    pairs = eval_pairs(cfg.data, system_prompt, cfg.eval.max_questions) if trainer_name in PAIRED else None
+    if reward_model and pairs is None:
+        raise ValueError("data.eval_pairs: objective=reward needs held-out preference pairs to be judged on")
+    eval_data = pairs if trainer_name in PAIRED else eval_dataset(rows, cfg.objective.data_format, system_prompt)
 
     # 2. The base model, quantized as the run asks, evaluated before anything changes it: the "before" numbers.
-    model = load_base(cfg.model, cfg.quant, path)
-    base = evaluate(model, tokenizer, rows, system_prompt, cfg.eval)
+    model = load_base(cfg.model, cfg.quant, path, "reward" if reward_model else "causal_lm")
+    base = pairwise_accuracy(model, tokenizer, pairs) if reward_model else \
+        evaluate(model, tokenizer, rows, system_prompt, cfg.eval)
 
     # 3. The strategy decides what trains; PEFT methods are wrapped by the trainer. Runs of one sweep share a W&B
     # group (the sweep's directory name) and carry their group choices as tags, so W&B can compare them.
-    model, peft_config = apply_strategy(model, cfg.strategy)
+    model, peft_config = apply_strategy(model, cfg.strategy, "SEQ_CLS" if reward_model else "CAUSAL_LM")
+    rewards = reward_functions(cfg.objective) if trainer_name in ONLINE else None
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     group = cfg.wandb.group or (Path(hydra_cfg.sweep.dir).name if multirun else None)
     tags = [f"{g}={hydra_cfg.runtime.choices.get(g)}" for g in GROUPS] + list(cfg.wandb.tags)
     wandb_run = start_wandb({**plain_cfg, "environment": env}, cfg.wandb, run_dir, cfg.run_name, group, tags) \
         if is_main else None
-    args = sft_args(cfg, run_dir, "wandb" if wandb_run else "none", has_eval_data=eval_data is not None)
-    trainer, data_record = build_trainer(model, tokenizer, args, train_data, eval_data, peft_config,
-                                         cache=cfg.train.cache_tokenized)
+    args = trainer_args(cfg, run_dir, "wandb" if wandb_run else "none", has_eval_data=eval_data is not None)
+    trainer, data_record = build_trainer(trainer_name, model, tokenizer, args, train_data, eval_data, peft_config,
+                                         cache=cfg.train.cache_tokenized, rewards=rewards)
     params = count_params(trainer.model)
 
     # 4. Train.
@@ -168,9 +196,16 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     train_peak = peak_memory_mb()
     history = loss_history(trainer.state.log_history)
 
-    # 5. The same evaluation on the fine-tuned model: the "after" numbers.
+    # 5. The same evaluation on the fine-tuned model: the "after" numbers; a reward model (eval.reward_model, a
+    # reward run) also scores the base's and the tuned model's answers to the held-out questions.
     reset_peak_memory()
-    tuned = evaluate(trainer.model, tokenizer, rows, system_prompt, cfg.eval)
+    if reward_model:
+        tuned = pairwise_accuracy(trainer.model, tokenizer, pairs)
+    else:
+        tuned = evaluate(trainer.model, tokenizer, rows, system_prompt, cfg.eval)
+        if cfg.eval.reward_model and rows:
+            tuned["reward"] = score_answers(cfg.eval.reward_model, rows, system_prompt, base["answers"],
+                                            tuned["answers"], cfg.eval.batch_size)
 
     # 6. Save what trained and the records; the base model stays where it came from.
     out = {
@@ -186,16 +221,13 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
             "examples": len(train_data),
         },
         "eval": {
-            "questions": len(rows),
-            "loss": tuned.get("loss"),
-            "perplexity": tuned.get("perplexity"),
-            "answer_accuracy": tuned.get("answer_accuracy"),
-            "base_loss": base.get("loss"),
-            "base_perplexity": base.get("perplexity"),
-            "base_answer_accuracy": base.get("answer_accuracy"),
+            **({"questions": len(rows)} if rows else {}),
+            **{k: tuned[k] for k in SCALARS if k in tuned},
+            **{f"base_{k}": base[k] for k in SCALARS if k in base and k != "pairs"},
             "peak_memory_mb": peak_memory_mb(),
         },
         "history": history,
+        "reference": reference_model(cfg, trainer_name),
         "data": data_record,
         "environment": env,
     }
@@ -209,7 +241,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
                                                       if f.is_file())}
         write_json(run_dir / "answers.json", {"answers": answers})
         write_json(run_dir / "failures.json", {"failures": worst_failures(answers, cfg.eval.num_failures)})
-        metrics = {f"eval/{k}": v for k, v in out["eval"].items() if v is not None}
+        metrics = {f"eval/{k}": v for k, v in out["eval"].items() if isinstance(v, (int, float))}
+        metrics |= {f"eval/reward_{k}": v for k, v in tuned.get("reward", {}).items() if isinstance(v, float)}
         metrics |= {f"final/{k}": v for k, v in out["train"].items() if v is not None}
         metrics |= {"params/trainable": params["trainable"], "params/total": params["total"],
                     "saved/bytes": out["saved"]["bytes"]}
@@ -225,14 +258,19 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
 
 def print_summary(results: dict, run_dir: Path) -> None:
     e, t, p = results["eval"], results["train"], results["params"]
+    r = e.get("reward") or {}
     lines = [
         f"\n== ftlab run {results['run_name']}: {results['status']} ==",
         f"answer accuracy  base {e['base_answer_accuracy']:.2f} -> fine-tuned {e['answer_accuracy']:.2f}"
-        if e.get("answer_accuracy") is not None else "answer accuracy  (no held-out questions)",
+        if e.get("answer_accuracy") is not None else "",
         f"held-out loss    base {e['base_loss']:.3f} -> fine-tuned {e['loss']:.3f}  (perplexity {e['perplexity']:.1f})"
         if e.get("loss") is not None else "",
+        f"pair accuracy    base {e['base_pairwise_accuracy']:.2f} -> trained {e['pairwise_accuracy']:.2f}  "
+        f"(chosen scored above rejected, {e['pairs']} held-out pairs)" if "pairwise_accuracy" in e else "",
+        f"reward model     base answers {r['base_mean']:.2f} -> fine-tuned {r['tuned_mean']:.2f}, "
+        f"win rate {r['win_rate']:.2f}" if r else "",
         f"trainable params {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.2f}%)",
-        f"training         {t['steps']} steps, {t['runtime_s']:.0f} s, {t['tokens_per_s']:.0f} tokens/s, "
+        f"training         {t['steps']} steps, {t['runtime_s']:.0f} s, {t['tokens_per_s'] or 0:.0f} tokens/s, "
         f"peak memory {t['peak_memory_mb']:.0f} MB",
     ]
     if "sample" in results:

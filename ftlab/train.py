@@ -1,6 +1,8 @@
 """The TRL trainer of a run: its arguments, tokenized data reused across runs, a divergence guard, memory probes."""
 
+import dataclasses
 import hashlib
+import importlib
 import json
 import math
 import resource
@@ -13,19 +15,42 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
+# objective.trainer -> TRL's trainer and config classes (module, trainer, config). PPO left TRL in 1.13: online RL is
+# GRPO (the default of objective=rlhf) or RLOO; a PPO trainer, should one return, is one more line here.
+TRAINERS = {
+    "sft": ("trl", "SFTTrainer", "SFTConfig"),
+    "reward": ("trl", "RewardTrainer", "RewardConfig"),
+    "dpo": ("trl", "DPOTrainer", "DPOConfig"),
+    "kto": ("trl", "KTOTrainer", "KTOConfig"),
+    "orpo": ("trl.experimental.orpo", "ORPOTrainer", "ORPOConfig"),
+    "grpo": ("trl", "GRPOTrainer", "GRPOConfig"),
+    "rloo": ("trl", "RLOOTrainer", "RLOOConfig"),
+}
+ONLINE = ("grpo", "rloo")  # the policy generates; reward functions score
+
+
+def trl_classes(name: str) -> tuple:
+    if name not in TRAINERS:
+        raise ValueError(f"objective.trainer: expected one of {', '.join(TRAINERS)}, got {name!r}")
+    module, trainer, config = TRAINERS[name]
+    loaded = importlib.import_module(module)
+    return getattr(loaded, trainer), getattr(loaded, config)
+
+
 # SFTConfig fields that change what the tokenized dataset holds: part of its cache key.
 DATA_ARGS = ("max_length", "packing", "packing_strategy", "padding_free", "completion_only_loss",
              "assistant_only_loss", "dataset_text_field", "eos_token", "pad_token", "eval_packing", "truncation_mode")
 
 
-def sft_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: bool):
-    """TRL's SFTConfig from the train, optimizer and objective groups; precision follows the hardware."""
+def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: bool):
+    """The objective's TRL config (SFTConfig, DPOConfig, ...) from the train, optimizer and objective groups;
+    precision follows the hardware."""
     import torch
-    from trl import SFTConfig
 
+    _, config_class = trl_classes(cfg.objective.trainer)
     cuda = torch.cuda.is_available()
     evaluating = has_eval_data and cfg.train.eval_steps > 0
-    return SFTConfig(
+    common = dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=cfg.train.epochs,
         max_steps=cfg.train.max_steps,
@@ -56,8 +81,38 @@ def sft_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: bool
         seed=cfg.seed,
         data_seed=cfg.seed,
         disable_tqdm=not sys.stderr.isatty(),
-        **OmegaConf.to_container(cfg.objective.args),
     )
+    if cfg.objective.reference == "precompute":
+        common["precompute_ref_log_probs"] = True  # no reference model in memory while training
+    if "max_length" not in {f.name for f in dataclasses.fields(config_class)}:
+        del common["max_length"]  # online RL bounds prompt and completion lengths in objective.args instead
+    try:
+        return config_class(**common, **OmegaConf.to_container(cfg.objective.args, resolve=True))
+    except TypeError as err:  # a key the TRL config does not have
+        raise ValueError(f"objective.args: {err}") from None
+
+
+def reward_functions(objective_cfg) -> tuple:
+    """(functions, tokenizers) for online RL: the callables named in objective.reward_funcs, then the reward model
+    of objective.reward_model (an objective=reward run), scored with its own tokenizer."""
+    from hydra.utils import get_method
+
+    functions, tokenizers = [], []
+    for name in objective_cfg.reward_funcs:
+        try:
+            functions.append(get_method(name))
+        except Exception as err:
+            raise ValueError(f"objective.reward_funcs: cannot import {name} ({err})") from None
+        tokenizers.append(None)
+    if objective_cfg.reward_model:
+        from ftlab.reward_eval import load_reward_model
+
+        model, tokenizer = load_reward_model(objective_cfg.reward_model)
+        functions.append(model)
+        tokenizers.append(tokenizer)
+    if not functions:
+        raise ValueError("objective.reward_model / objective.reward_funcs: online RL needs at least one reward")
+    return functions, tokenizers
 
 
 class StopOnDivergence(TrainerCallback):
@@ -73,23 +128,36 @@ class StopOnDivergence(TrainerCallback):
                 )
 
 
-def build_trainer(model, tokenizer, args, train_data, eval_data, peft_config, cache: bool):
-    """(SFTTrainer, data record). TRL tokenizes, templates, masks and packs the data; the result is kept on disk
-    under a key of everything that shapes it, so the other runs of a sweep (other strategies, seeds, learning rates)
-    load it instead of preparing it again."""
+def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft_config, cache: bool, rewards=None):
+    """(TRL trainer, data record). TRL tokenizes, templates, masks and packs the data; for SFT the result is kept on
+    disk under a key of everything that shapes it, so the other runs of a sweep (other strategies, seeds, learning
+    rates) load it instead of preparing it again. rewards: (functions, tokenizers) for online RL."""
     from datasets import DatasetDict, load_from_disk
-    from trl import SFTTrainer
 
     from ftlab.tiny import cache_root
 
+    trainer_class, _ = trl_classes(name)
     started = time.perf_counter()
+    if name != "sft":
+        extra = {"reward_funcs": rewards[0], "reward_processing_classes": rewards[1]} if name in ONLINE else {}
+        trainer = trainer_class(model=model, args=args, train_dataset=train_data, eval_dataset=eval_data,
+                                processing_class=tokenizer, peft_config=peft_config, callbacks=[StopOnDivergence()],
+                                **extra)
+        if name == "reward":
+            # TRL casts a quantized model's trainable weights to bf16 (QLoRA's recipe); for the score head, a plain
+            # Linear fed by the float hidden states, that breaks the forward: keep it in the body's dtype.
+            dtype = trainer.model.get_input_embeddings().weight.dtype
+            for param_name, param in trainer.model.named_parameters():
+                if "score" in param_name and param.requires_grad:
+                    param.data = param.data.to(dtype)
+        return trainer, {"cache": "off", "trainer_setup_s": time.perf_counter() - started}
     folder = cache_root() / "datasets" / _prepared_key(tokenizer, args, train_data, eval_data)
     hit = cache and (folder / "dataset_dict.json").exists()
     if hit:
         prepared = load_from_disk(str(folder))
         train_data, eval_data = prepared["train"], prepared["eval"] if "eval" in prepared else None
         args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}
-    trainer = SFTTrainer(
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=train_data,

@@ -7,7 +7,7 @@ from conftest import compose_cfg
 from ftlab.data import train_dataset
 from ftlab.model import apply_strategy, load_base, load_tokenizer, peft_config
 from ftlab.run import incompatibility
-from ftlab.train import sft_args
+from ftlab.train import trainer_args
 
 STRATEGIES = ["full", "freeze", "lora", "dora", "prefix", "prompt", "ia3", "adapter"]
 QUANTS = ["none", "8bit", "4bit"]
@@ -27,7 +27,7 @@ def test_strategy_trains_what_it_should(strategy, quant, tiny_path, tmp_path):
     tokenizer = load_tokenizer(cfg.model, tiny_path)
     model, peft_config = apply_strategy(load_base(cfg.model, cfg.quant, tiny_path), cfg.strategy)
     data = train_dataset(cfg.data, cfg.objective.data_format, cfg.data.system_prompt)
-    trainer = SFTTrainer(model=model, args=sft_args(cfg, tmp_path, "none", has_eval_data=False), train_dataset=data,
+    trainer = SFTTrainer(model=model, args=trainer_args(cfg, tmp_path, "none", has_eval_data=False), train_dataset=data,
                          processing_class=tokenizer, peft_config=peft_config)
     trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert trainable, "nothing trains"
@@ -98,7 +98,7 @@ def test_every_optimizer_trains(optimizer, tiny_path, tmp_path):
     model = load_base(cfg.model, cfg.quant, tiny_path)
     before = snapshot(model)
     data = train_dataset(cfg.data, cfg.objective.data_format, cfg.data.system_prompt)
-    trainer = SFTTrainer(model=model, args=sft_args(cfg, tmp_path, "none", has_eval_data=False), train_dataset=data,
+    trainer = SFTTrainer(model=model, args=trainer_args(cfg, tmp_path, "none", has_eval_data=False), train_dataset=data,
                          processing_class=tokenizer)
     trainer.train()
     assert trainer.args.optim.value == cfg.optimizer.optim

@@ -1,0 +1,104 @@
+"""Merges a finished run into a standalone Hugging Face model folder: the start of a next stage, or an export."""
+
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+UNMERGEABLE = {"prefix", "prompt", "adapter"}  # virtual tokens and extra modules: nothing to fold into the weights
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / ".hydra" / "config.yaml").is_file() and (path / "model").is_dir()
+
+
+def run_config(run_dir: Path):
+    return OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+
+
+def merged_model_dir(run_dir: Path) -> str:
+    """A merged copy of a run, built once and cached (keyed by the run's saved files), for `model.path=RUN_DIR`."""
+    from filelock import FileLock
+
+    from ftlab.tiny import cache_root
+
+    run_dir = run_dir.resolve()
+    digest = hashlib.sha256(str(run_dir).encode())
+    for f in sorted((run_dir / "model").rglob("*")):
+        if f.is_file():
+            digest.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
+    target = cache_root() / "from-runs" / f"{run_dir.name[-40:]}-{digest.hexdigest()[:12]}"
+    if (target / "config.json").exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "config.json").exists():
+            tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+            try:
+                merge_run(run_dir, tmp)
+                tmp.rename(target)  # a half-merged folder is never found under the final name
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def merge_run(run_dir: Path, out_dir: Path) -> dict:
+    """Base + what the run trained, as one model in the base dtype (a 4-bit run merges into the de-quantized base:
+    the adapter was trained against NF4 weights, so outputs differ slightly from the quantized run), with the
+    tokenizer and chat template, in safetensors. Returns the provenance written to ftlab_merge.json."""
+    from ftlab.model import load_base, load_tokenizer, model_path
+
+    cfg = run_config(run_dir)
+    kind, name = cfg.strategy.kind, cfg.strategy.name
+    if kind == "adapter" or name in UNMERGEABLE:
+        raise ValueError(f"{run_dir}: strategy={name} cannot be merged into the base weights (it adds virtual tokens "
+                         f"or modules); start the next stage from its base instead")
+    head = "reward" if cfg.objective.trainer == "reward" else "causal_lm"
+    trained = run_dir / "model"
+    no_quant = OmegaConf.create({"name": "none", "bnb": None})
+    if kind in ("full", "freeze"):
+        model = load_base(cfg.model, no_quant, str(trained), head)
+    else:
+        from peft import PeftModel
+
+        base = load_base(cfg.model, no_quant, model_path(cfg.model), head)
+        model = PeftModel.from_pretrained(base, str(trained)).merge_and_unload()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    load_tokenizer(cfg.model, str(trained)).save_pretrained(out_dir)
+    provenance = {
+        "run": str(run_dir.resolve()),
+        "strategy": name,
+        "objective": cfg.objective.name,
+        "head": head,
+        "dtype": cfg.model.dtype,
+        "quantized_run": cfg.quant.name,
+        "note": f"merged into the de-quantized ({cfg.model.dtype}) base" if cfg.quant.get("bnb") else "",
+    }
+    (out_dir / "ftlab_merge.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    return provenance
+
+
+def main(argv=None) -> None:
+    """python -m ftlab.merge RUN_DIR OUT_DIR: a standalone model that AutoModelForCausalLM.from_pretrained loads."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        raise SystemExit("usage: python -m ftlab.merge RUN_DIR OUT_DIR")
+    run_dir, out_dir = Path(args[0]), Path(args[1])
+    if not is_run_dir(run_dir):
+        raise SystemExit(f"error: {run_dir}: not an ftlab run directory (expected .hydra/config.yaml and model/)")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise SystemExit(f"error: {out_dir}: exists and is not empty (choose a new folder; nothing is overwritten)")
+    try:
+        info = merge_run(run_dir, out_dir)
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"merged {info['strategy']} run into {out_dir} ({info['dtype']}) {info['note']}".rstrip())
+
+
+if __name__ == "__main__":
+    main()
