@@ -28,6 +28,9 @@ COSTS = {
     "wall_s": ("wall s", "wall_s", lambda run: number(run["results"].get("wall_s"))
                or lookup(run["results"], "train.runtime_s")),
     "tokens_per_s": ("tokens/s", "tokens_per_s", lambda run: lookup(run["results"], "train.tokens_per_s")),
+    # Preference and RL runs judged by a reward model (eval.reward_model): how often the tuned answer beat the base's.
+    "reward_win_rate": ("reward win rate", "reward_win_rate",
+                        lambda run: lookup(run["results"], "eval.reward.win_rate")),
 }
 
 

@@ -9,15 +9,16 @@ from ftlab.report import COSTS, SPREAD_RULE, fmt, lower_is_better, short
 
 def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
     """(headers, rows) as people read them (0.750 ± 0.071, 1.2M), and as numbers for report.csv and W&B."""
-    # Nothing varied but the seed: the one row is named after its runs.
+    # Nothing varied but the seed: the one row is named after its runs. A cost no run measured is left out.
+    costs = [k for k in COSTS if any(c[k] is not None for c in configs)]
     headers = [*(columns or ["configuration"]), "n", f"{metric} (mean ± sd)", f"base {metric}",
-               "eval loss (mean ± sd)", *(header for header, _, _ in COSTS.values()), "vs best"]
+               "eval loss (mean ± sd)", *(COSTS[k][0] for k in costs), "vs best"]
     rows = [[*(map(short, c["columns"]) if columns else [c["label"]]), c["n"], with_sd(c["mean"], c["sd"]),
              fmt(c["base"]), with_sd(c["loss_mean"], c["loss_sd"]),
-             *(human_count(c[k]) if k == "params" else fmt(c[k]) for k in COSTS), c["vs_best"]] for c in configs]
+             *(human_count(c[k]) if k == "params" else fmt(c[k]) for k in costs), c["vs_best"]] for c in configs]
     raw_headers = ["configuration", *columns, "n", f"{metric}_mean", f"{metric}_sd", f"base_{metric}",
-                   "eval_loss_mean", "eval_loss_sd", *(name for _, name, _ in COSTS.values()), "vs_best"]
-    raw = ["n", "mean", "sd", "base", "loss_mean", "loss_sd", *COSTS, "vs_best"]
+                   "eval_loss_mean", "eval_loss_sd", *(COSTS[k][1] for k in costs), "vs_best"]
+    raw = ["n", "mean", "sd", "base", "loss_mean", "loss_sd", *costs, "vs_best"]
     return (headers, rows), (raw_headers, [[c["label"], *c["columns"], *(c[k] for k in raw)] for c in configs])
 
 

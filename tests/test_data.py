@@ -76,7 +76,7 @@ def test_heldout_questions_appear_in_no_training_or_pretraining_file():
     "content,message",
     [('{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n', ":2: not valid JSON"),
      ('["a list"]\n', ":1: expected a JSON object"),
-     ('{"question": "a", "answer": "b"}\n', "expected column(s) ['prompt', 'completion']")],
+     ('{"question": "a", "answer": "b"}\n', ":1: missing field 'prompt' (expected prompt, completion)")],
 )
 def test_bad_training_file_names_file_and_line(content, message, tmp_path):
     path = tmp_path / "bad.jsonl"

@@ -141,3 +141,14 @@ def test_merged_run_equals_base_plus_adapter(chain, tmp_path):
     again = subprocess.run([sys.executable, "-m", "ftlab.merge", str(chain / "sft"), str(out_dir)],
                            capture_output=True, text=True)
     assert again.returncode != 0 and "not empty" in again.stderr  # nothing is overwritten
+
+
+def test_rule_based_rewards_work_alone_and_a_missing_one_is_one_line():
+    cfg = compose_cfg(["objective=rlhf"])  # eval.reward_model unset: the rule-based rewards alone
+    functions, tokenizers = reward_functions(cfg.objective)
+    assert [f.__name__ for f in functions] == ["states_facts", "concise"] and tokenizers == [None, None]
+    answers = [[{"role": "assistant", "content": "Senior Consultants have a notice period of 90 days."}],
+               [{"role": "assistant", "content": "It depends on your contract."}]]
+    assert functions[0](answers, facts=[["90 days"], ["90 days"]]) == [1.0, 0.0]
+    with pytest.raises(ValueError, match=r"^objective.reward_funcs: cannot import ftlab.rewards.nope"):
+        reward_functions(compose_cfg(["objective=rlhf", "objective.reward_funcs=[ftlab.rewards.nope]"]).objective)
