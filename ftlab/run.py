@@ -150,6 +150,12 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     from ftlab.train import ONLINE, build_trainer, loss_history, peak_memory_mb, reset_peak_memory, reward_functions
     from ftlab.train import trainer_args
 
+    # A preset's placeholder (`model.path: <the SFT run directory>`) must be replaced on the command line.
+    for key in ("model.path", "eval.reward_model", "objective.reward_model"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
+            raise ValueError(f"{key}: this preset needs {value[1:-1]}: add {key}=DIR to the command")
+
     # Same config and seed on the same machine: the same losses (tests/test_sweeps.py checks it).
     set_seed(cfg.seed)
     system_prompt = cfg.data.system_prompt

@@ -152,3 +152,10 @@ def test_rule_based_rewards_work_alone_and_a_missing_one_is_one_line():
     assert functions[0](answers, facts=[["90 days"], ["90 days"]]) == [1.0, 0.0]
     with pytest.raises(ValueError, match=r"^objective.reward_funcs: cannot import ftlab.rewards.nope"):
         reward_functions(compose_cfg(["objective=rlhf", "objective.reward_funcs=[ftlab.rewards.nope]"]).objective)
+
+
+@pytest.mark.slow
+def test_a_pipeline_stage_without_its_run_directory_is_one_line(tmp_path):
+    code, out = run_cli([*QUICK, "experiment=pipeline_dpo", f"hydra.run.dir={tmp_path}"])
+    assert code == 1 and "error: model.path: this preset needs the SFT run directory" in out
+    assert read_results(tmp_path)["status"] == "failed"

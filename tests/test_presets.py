@@ -24,22 +24,26 @@ def earlier_runs(tmp_path_factory):
 
 
 def needed(overrides: list, earlier_runs) -> list:
-    """The run directories a preset leaves to the command line (???), from the earlier_runs fixture."""
+    """The run directories a preset leaves to the command line (`<...>` placeholders), from earlier_runs."""
     cfg = compose_cfg(overrides)
     return [f"{key}={value}" for key, value in earlier_runs.items()
-            if OmegaConf.is_missing(cfg[key.split(".")[0]], key.split(".")[1])]
+            if str(OmegaConf.select(cfg, key)).startswith("<")]
 
 
 @pytest.mark.parametrize("preset", EXPERIMENTS)
 def test_experiment_preset_runs(preset, tmp_path, request):
     overrides = [f"experiment={preset}"]
-    if "???" in (PROJECT_ROOT / "experiments" / f"{preset}.yaml").read_text():
+    if "<the " in (PROJECT_ROOT / "experiments" / f"{preset}.yaml").read_text():
         overrides += needed(overrides, request.getfixturevalue("earlier_runs"))
+        assert len(overrides) > 1, "the preset's placeholders were not found"
     elif compose_cfg(overrides).model.path != "tiny":  # a hub model: run the preset's recipe on the tiny model
         overrides += ["model=tiny", "model.dtype=float32"]
     code, out = run_cli([*overrides, *QUICK, f"hydra.run.dir={tmp_path}"])
     assert code == 0, out[-3000:]
-    assert read_results(tmp_path)["status"] == "ok"
+    results = read_results(tmp_path)
+    assert results["status"] == "ok"
+    for key, value in (o.split("=", 1) for o in overrides if o.startswith(("model.path=", "eval.reward_model="))):
+        assert OmegaConf.load(tmp_path / "config.yaml")[key.split(".")[0]][key.split(".")[1]] == value
 
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
