@@ -2,9 +2,7 @@
 
 import hashlib
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -22,9 +20,7 @@ def run_config(run_dir: Path):
 
 def merged_model_dir(run_dir: Path) -> str:
     """A merged copy of a run, built once and cached (keyed by the run's saved files), for `model.path=RUN_DIR`."""
-    from filelock import FileLock
-
-    from ftlab.tiny import cache_root
+    from ftlab.paths import build_once, cache_root
 
     run_dir = run_dir.resolve()
     digest = hashlib.sha256(str(run_dir).encode())
@@ -32,18 +28,7 @@ def merged_model_dir(run_dir: Path) -> str:
         if f.is_file():
             digest.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
     target = cache_root() / "from-runs" / f"{run_dir.name[-40:]}-{digest.hexdigest()[:12]}"
-    if (target / "config.json").exists():
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if not (target / "config.json").exists():
-            tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-            try:
-                merge_run(run_dir, tmp)
-                tmp.rename(target)  # a half-merged folder is never found under the final name
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+    return build_once(target, lambda folder: merge_run(run_dir, folder))
 
 
 def merge_run(run_dir: Path, out_dir: Path) -> dict:

@@ -1,5 +1,8 @@
 """Where ftlab's own files live, and how a path in a config is found."""
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -12,3 +15,26 @@ def resolve(path: str) -> Path:
         return given
     shipped = PROJECT_ROOT / given
     return shipped if shipped.exists() else given
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FTLAB_CACHE", Path.home() / ".cache" / "ftlab"))
+
+
+def build_once(target: Path, build) -> str:
+    """The model folder target, made by build(folder) on first use: safe under parallel runs, and built under a
+    temporary name then renamed, so a half-built folder is never found under the final name."""
+    from filelock import FileLock
+
+    if (target / "config.json").exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "config.json").exists():
+            tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+            try:
+                build(tmp)
+                tmp.rename(target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)

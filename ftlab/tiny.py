@@ -2,14 +2,12 @@
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from ftlab.data import paragraph_chunks
-from ftlab.paths import PROJECT_ROOT
+from ftlab.paths import PROJECT_ROOT, build_once, cache_root
 
 DATA_DIR = PROJECT_ROOT / "data" / "hr"
 # Every shipped text the tokenizer learns from.
@@ -40,32 +38,14 @@ CHAT_TEMPLATE = (
 )
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("FTLAB_CACHE", Path.home() / ".cache" / "ftlab"))
-
-
 def tiny_model_dir(tiny_cfg) -> str:
     """Folder of the tiny model for these settings and this data, built on first use (safe under parallel runs)."""
-    from filelock import FileLock
-
     settings = {k: tiny_cfg[k] for k in tiny_cfg}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(Path(__file__).read_bytes())  # a change to this builder rebuilds the model
     for name in TOKENIZER_FILES:
         digest.update((DATA_DIR / name).read_bytes())
-    target = cache_root() / f"tiny-{digest.hexdigest()[:12]}"
-    if (target / "config.json").exists():
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if not (target / "config.json").exists():
-            tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-            try:
-                _build(settings, tmp)
-                tmp.rename(target)  # atomic: a half-built model is never found under the final name
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+    return build_once(cache_root() / f"tiny-{digest.hexdigest()[:12]}", lambda folder: _build(settings, folder))
 
 
 def _texts():

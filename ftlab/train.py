@@ -134,7 +134,7 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
     rates) load it instead of preparing it again. rewards: (functions, tokenizers) for online RL."""
     from datasets import DatasetDict, load_from_disk
 
-    from ftlab.tiny import cache_root
+    from ftlab.paths import cache_root
 
     trainer_class, _ = trl_classes(name)
     started = time.perf_counter()
