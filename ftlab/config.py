@@ -1,4 +1,4 @@
-"""Typed schema of the ftlab config: a wrong type or an unknown key fails at composition, before any model loads."""
+"""The typed config schema (a wrong type or unknown key fails at composition) and the combinations that cannot train."""
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -77,9 +77,30 @@ class DataConfig:
 
 
 @dataclass
+class QatConfig:
+    """Quantization-aware training with torchao (ftlab/compress.py)."""
+
+    scheme: str = "int8_int4"  # int8_int4 | int4_weight
+    group_size: int = 32  # weights share a scale per group of this many
+    ptq_baseline: bool = True  # also fine-tune without fake quantization and quantize after: QAT's yardstick
+
+
+@dataclass
+class SparsityConfig:
+    """Fine-tuning under fixed sparsity masks (ftlab/compress.py)."""
+
+    pattern: str = "2of4"  # 2of4 (2 of every 4 consecutive weights zero) | unstructured
+    method: str = "wanda"  # wanda (|weight| x input activation norm) | magnitude (|weight|)
+    level: float = 0.5  # fraction of each layer's weights set to zero; 2of4 is 0.5
+    calibration_examples: int = 64  # wanda: training rows whose activations rank the weights
+
+
+@dataclass
 class QuantConfig:
     name: str = MISSING
     bnb: Optional[Dict[str, Any]] = None  # transformers.BitsAndBytesConfig arguments; None: no quantization
+    qat: Optional[QatConfig] = None  # torchao quantization-aware training, converted to int weights after training
+    sparsity: Optional[SparsityConfig] = None  # pruned base weights, kept at zero while training
 
 
 @dataclass
@@ -141,6 +162,52 @@ class Config:
     metric: str = "eval.answer_accuracy"  # what a run returns to a Hydra sweeper (Optuna optimises it)
     run_name: str = MISSING
     output_dir: Optional[str] = None  # None: Hydra's run directory
+
+
+PROMPT_METHODS = ("prefix", "prompt", "ia3")
+
+
+def incompatibility(cfg) -> str | None:
+    """Why this combination cannot train, found before anything loads (None when it can)."""
+    if sum(cfg.quant.get(k) is not None for k in ("bnb", "qat", "sparsity")) > 1:
+        return f"quant={cfg.quant.name}: set one of quant.bnb, quant.qat and quant.sparsity, not several"
+    quantized = cfg.quant.bnb is not None
+    if quantized and cfg.strategy.kind in ("full", "freeze"):
+        return (
+            f"strategy={cfg.strategy.name} trains base weights, which a {cfg.quant.name} bitsandbytes base cannot "
+            f"do (transformers refuses it): use a PEFT strategy such as strategy=lora with quant={cfg.quant.name}"
+        )
+    if quantized and cfg.strategy.kind == "adapter":
+        return f"strategy=adapter trains on a float base; with quant={cfg.quant.name} use strategy=lora (QLoRA)"
+    if cfg.strategy.name == "dora" and cfg.quant.name == "8bit" and not _cuda():
+        return "strategy=dora with quant=8bit fails on CPU (bitsandbytes 0.50 loses the int8 scales): use quant=4bit"
+    if cfg.strategy.name == "ia3" and quantized and cfg.model.dtype != "float32":
+        return (
+            f"strategy=ia3 on a {cfg.quant.name} base needs model.dtype=float32 (PEFT's IA3 then gives float32 "
+            f"keys and values beside {cfg.model.dtype} queries, which attention refuses)"
+        )
+    if cfg.objective.trainer == "reward" and (cfg.strategy.kind == "adapter" or cfg.strategy.name in PROMPT_METHODS):
+        return f"objective=reward trains a score head with strategy=full, freeze, lora or dora, not {cfg.strategy.name}"
+    target = (cfg.strategy.peft or {}).get("_target_", "")
+    if target.endswith("PrefixTuningConfig") and cfg.train.gradient_checkpointing:
+        return "strategy=prefix cannot run with train.gradient_checkpointing=true (PEFT's prefix cache breaks it)"
+    compressing = cfg.quant.get("qat") is not None or cfg.quant.get("sparsity") is not None
+    if compressing and cfg.objective.trainer == "reward":
+        return f"quant={cfg.quant.name} compresses the causal LM that answers; train the reward model with quant=none"
+    folds_in = cfg.strategy.kind != "adapter" and cfg.strategy.name not in ("prefix", "prompt")
+    if cfg.quant.get("qat") is not None and not folds_in:
+        return (f"quant={cfg.quant.name} converts the trained weights to int; strategy={cfg.strategy.name} adds "
+                f"tokens or modules that cannot be folded into them: use full, freeze, lora, dora or ia3")
+    if cfg.quant.get("sparsity") is not None and cfg.strategy.kind not in ("full", "freeze"):
+        return (f"quant={cfg.quant.name} trains the pruned weights under fixed masks: use strategy=full or freeze "
+                f"(a dense {cfg.strategy.name} update would fill the zeros when merged)")
+    return None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def register() -> None:

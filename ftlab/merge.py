@@ -7,7 +7,26 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-UNMERGEABLE = {"prefix", "prompt", "adapter"}  # virtual tokens and extra modules: nothing to fold into the weights
+UNMERGEABLE = {"prefix", "prompt"}  # virtual tokens: nothing to fold into the weights
+# A bottleneck adapter is non-linear: it cannot be folded into the weights either. It is exported as a model with its
+# adapter modules, whose code (ftlab/adapter.py plus these lines) travels in the folder (trust_remote_code=True).
+ADAPTER_MODEL_CODE = """
+
+from transformers import {config_class} as _BaseConfig, {model_class} as _BaseModel
+
+
+class FtlabAdapterConfig(_BaseConfig):
+    # Not a built-in type: without trust_remote_code loading fails, instead of silently dropping the adapters.
+    model_type = "ftlab_adapter"
+
+
+class FtlabAdapterForCausalLM(_BaseModel):
+    config_class = FtlabAdapterConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        add_adapters(self, **config.ftlab_adapter)
+"""
 
 
 def is_run_dir(path: Path) -> bool:
@@ -39,14 +58,22 @@ def merge_run(run_dir: Path, out_dir: Path) -> dict:
 
     cfg = run_config(run_dir)
     kind, name = cfg.strategy.kind, cfg.strategy.name
-    if kind == "adapter" or name in UNMERGEABLE:
-        raise ValueError(f"{run_dir}: strategy={name} cannot be merged into the base weights (it adds virtual tokens "
-                         f"or modules); start the next stage from its base instead")
+    if name in UNMERGEABLE:
+        raise ValueError(f"{run_dir}: strategy={name} cannot be merged into the base weights (it adds virtual "
+                         f"tokens); start the next stage from its base instead")
+    if cfg.quant.get("qat"):
+        raise ValueError(f"{run_dir}: a quant={cfg.quant.name} run saves its converted int model, already standalone: "
+                         f"load {run_dir / 'model'} with from_pretrained; train a next stage from a float run")
     head = "reward" if cfg.objective.trainer == "reward" else "causal_lm"
     trained = run_dir / "model"
     no_quant = OmegaConf.create({"name": "none", "bnb": None})
     if kind in ("full", "freeze"):
         model = load_base(cfg.model, no_quant, str(trained), head)
+    elif kind == "adapter":
+        from ftlab.adapter import load_adapters
+
+        model = load_adapters(load_base(cfg.model, no_quant, model_path(cfg.model), head), trained)
+        model.to(model.get_input_embeddings().weight.dtype)  # the adapters trained in float32: stored in the base dtype
     else:
         from peft import PeftModel
 
@@ -54,6 +81,8 @@ def merge_run(run_dir: Path, out_dir: Path) -> dict:
         model = PeftModel.from_pretrained(base, str(trained)).merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
+    if kind == "adapter":
+        _with_adapter_code(model, out_dir)
     load_tokenizer(cfg.model, str(trained)).save_pretrained(out_dir)
     provenance = {
         "run": str(run_dir.resolve()),
@@ -62,10 +91,29 @@ def merge_run(run_dir: Path, out_dir: Path) -> dict:
         "head": head,
         "dtype": cfg.model.dtype,
         "quantized_run": cfg.quant.name,
-        "note": f"merged into the de-quantized ({cfg.model.dtype}) base" if cfg.quant.get("bnb") else "",
+        "note": f"merged into the de-quantized ({cfg.model.dtype}) base" if cfg.quant.get("bnb") else
+        "bottleneck adapters kept as modules: load with trust_remote_code=True" if kind == "adapter" else "",
     }
     (out_dir / "ftlab_merge.json").write_text(json.dumps(provenance, indent=2) + "\n")
     return provenance
+
+
+def _with_adapter_code(model, out_dir: Path) -> None:
+    """config.json names the exported classes (auto_map) and the adapter shape; the code goes beside the weights."""
+    import inspect
+
+    from ftlab import adapter
+
+    code = inspect.getsource(adapter) + ADAPTER_MODEL_CODE.format(
+        config_class=type(model.config).__name__, model_class=type(model).__name__)
+    (out_dir / "modeling_ftlab_adapter.py").write_text(code)
+    config_path = out_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(model_type="ftlab_adapter", architectures=["FtlabAdapterForCausalLM"],
+                  ftlab_adapter=model.ftlab_adapter,
+                  auto_map={"AutoConfig": "modeling_ftlab_adapter.FtlabAdapterConfig",
+                            "AutoModelForCausalLM": "modeling_ftlab_adapter.FtlabAdapterForCausalLM"})
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def main(argv=None) -> None:

@@ -53,13 +53,14 @@ def load_base(model_cfg, quant_cfg, path: str, head: str = "causal_lm"):
     auto_class, extra = AutoModelForCausalLM, {}
     if head == "reward":
         auto_class, extra = AutoModelForSequenceClassification, {"num_labels": 1}
+    if quantization is not None:  # None would also drop the quantization a saved model (QAT's int model) declares
+        extra["quantization_config"] = quantization
     model = auto_class.from_pretrained(
         path,
         **extra,
         revision=model_cfg.revision,
         dtype=DTYPES[model_cfg.dtype],
         attn_implementation=model_cfg.attn_implementation,
-        quantization_config=quantization,
         trust_remote_code=model_cfg.trust_remote_code,
         use_safetensors=True,  # never unpickle weights
         device_map="auto" if torch.cuda.is_available() else None,
@@ -137,6 +138,11 @@ def save_trained(model, tokenizer, strategy_cfg, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
+def standalone(model_dir: Path) -> bool:
+    """A whole model (config.json and weights), not an adapter to put on a base."""
+    return (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").is_file()
+
+
 def load_run(run_dir):
     """(model, tokenizer, cfg) of a finished run: its base model and quantization from .hydra/config.yaml, plus
     what it trained from run_dir/model."""
@@ -147,7 +153,7 @@ def load_run(run_dir):
     head = "reward" if cfg.objective.trainer == "reward" else "causal_lm"
     base_path = model_path(cfg.model)
     tokenizer = load_tokenizer(cfg.model, base_path)
-    if kind in ("full", "freeze"):
+    if kind in ("full", "freeze") or standalone(trained):  # a QAT run saves its converted model, even after LoRA
         model = load_base(cfg.model, cfg.quant, str(trained), head)
     else:
         model = load_base(cfg.model, cfg.quant, base_path, head)

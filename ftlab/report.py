@@ -24,10 +24,17 @@ SPREAD_RULE = (
 COSTS = {
     "params": ("trainable params", "trainable_params", lambda run: lookup(run["results"], "params.trainable")),
     "memory_mb": ("peak train MB", "peak_train_memory_mb", lambda run: lookup(run["results"], "train.peak_memory_mb")),
+    "eval_memory_mb": ("peak eval MB", "peak_eval_memory_mb",
+                       lambda run: lookup(run["results"], "eval.peak_memory_mb")),
     "saved_mb": ("saved MB", "saved_mb", lambda run: saved_mb(run)),
     "wall_s": ("wall s", "wall_s", lambda run: number(run["results"].get("wall_s"))
                or lookup(run["results"], "train.runtime_s")),
     "tokens_per_s": ("tokens/s", "tokens_per_s", lambda run: lookup(run["results"], "train.tokens_per_s")),
+    # Compressed runs: the share of zero weights (quant=sparse_*), and for QAT the same fine-tuning quantized after
+    # training (PTQ): what QAT is measured against.
+    "sparsity": ("sparsity", "sparsity", lambda run: lookup(run["results"], "compression.overall")),
+    "ptq_accuracy": ("PTQ baseline accuracy", "ptq_answer_accuracy",
+                     lambda run: lookup(run["results"], "eval.ptq_answer_accuracy")),
     # Preference and RL runs judged by a reward model (eval.reward_model): how often the tuned answer beat the base's.
     "reward_win_rate": ("reward win rate", "reward_win_rate",
                         lambda run: lookup(run["results"], "eval.reward.win_rate")),

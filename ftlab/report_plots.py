@@ -14,6 +14,8 @@ def write_plots(configs: list, metric: str, out_dir: Path) -> tuple[list[Path], 
             log_x=True),
         "quality_vs_memory.png": lambda: quality_scatter(
             configs, metric, "memory_mb", "peak training memory (MB)", f"{nice(metric)} vs peak training memory"),
+        "quality_vs_size.png": lambda: quality_scatter(
+            configs, metric, "saved_mb", "saved size on disk (MB)", f"{nice(metric)} vs saved size"),
         "loss_curves.png": lambda: loss_curves(configs),
         "accuracy_by_strategy.png": lambda: quality_bars(configs, metric),
     }

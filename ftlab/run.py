@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -11,47 +12,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.config import register
+from ftlab.config import incompatibility, register
 from ftlab.paths import PROJECT_ROOT
 
 log = logging.getLogger("ftlab")
 GROUPS = ("model", "strategy", "objective", "data", "quant", "optimizer")
-PROMPT_METHODS = ("prefix", "prompt", "ia3")
 PAIRED = ("reward", "dpo", "orpo")  # objectives whose held-out data are preference pairs
 # The eval numbers a results.json carries, for the fine-tuned model and (base_...) the base.
 SCALARS = ("loss", "perplexity", "answer_accuracy", "pairs", "pairwise_accuracy", "mean_margin", "reward")
 register()  # the typed schema: Hydra validates every composed config against it, before main() runs
-
-
-def incompatibility(cfg: DictConfig) -> str | None:
-    """Why this combination cannot train, found before anything loads (None when it can)."""
-    quantized = cfg.quant.bnb is not None
-    if quantized and cfg.strategy.kind in ("full", "freeze"):
-        return (
-            f"strategy={cfg.strategy.name} trains base weights, which a {cfg.quant.name} bitsandbytes base cannot "
-            f"do (transformers refuses it): use a PEFT strategy such as strategy=lora with quant={cfg.quant.name}"
-        )
-    if quantized and cfg.strategy.kind == "adapter":
-        return f"strategy=adapter trains on a float base; with quant={cfg.quant.name} use strategy=lora (QLoRA)"
-    if cfg.strategy.name == "dora" and cfg.quant.name == "8bit" and not _cuda():
-        return "strategy=dora with quant=8bit fails on CPU (bitsandbytes 0.50 loses the int8 scales): use quant=4bit"
-    if cfg.strategy.name == "ia3" and quantized and cfg.model.dtype != "float32":
-        return (
-            f"strategy=ia3 on a {cfg.quant.name} base needs model.dtype=float32 (PEFT's IA3 then gives float32 "
-            f"keys and values beside {cfg.model.dtype} queries, which attention refuses)"
-        )
-    if cfg.objective.trainer == "reward" and (cfg.strategy.kind == "adapter" or cfg.strategy.name in PROMPT_METHODS):
-        return f"objective=reward trains a score head with strategy=full, freeze, lora or dora, not {cfg.strategy.name}"
-    target = (cfg.strategy.peft or {}).get("_target_", "")
-    if target.endswith("PrefixTuningConfig") and cfg.train.gradient_checkpointing:
-        return "strategy=prefix cannot run with train.gradient_checkpointing=true (PEFT's prefix cache breaks it)"
-    return None
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")
@@ -106,6 +75,8 @@ def main(cfg: DictConfig) -> float | None:
     results["wall_s"] = time.perf_counter() - started
     if is_main:
         write_json(results_path, results)
+        from ftlab.tracking import print_summary
+
         print_summary(results, run_dir)
     return metric_value(results, cfg.metric)
 
@@ -142,6 +113,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from transformers import set_seed
 
+    from ftlab import compress
     from ftlab.data import eval_dataset, eval_pairs, eval_questions, train_dataset
     from ftlab.evaluate import evaluate, paired_answers, worst_failures
     from ftlab.model import apply_strategy, count_params, load_base, load_tokenizer, model_path, save_trained
@@ -180,6 +152,13 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     base = pairwise_accuracy(model, tokenizer, pairs) if reward_model else \
         evaluate(model, tokenizer, rows, system_prompt, cfg.eval)
 
+    # 2b. torchao works on the plain layers, before a PEFT adapter wraps them: QAT swaps the blocks' linear layers for
+    # fake-quantized ones (training then sees the int rounding); sparsity computes fixed masks for them.
+    calibration = compress.calibration_texts(train_data, tokenizer, cfg.quant.sparsity.calibration_examples) \
+        if cfg.quant.get("sparsity") else []
+    compression = compress.prepare(model, cfg.quant, cfg.model.target_modules, tokenizer, calibration) \
+        if cfg.quant.get("qat") or cfg.quant.get("sparsity") else None
+
     # 3. The strategy decides what trains; PEFT methods are wrapped by the trainer. Runs of one sweep share a W&B
     # group (the sweep's directory name) and carry their group choices as tags, so W&B can compare them.
     model, peft_config = apply_strategy(model, cfg.strategy, "SEQ_CLS" if reward_model else "CAUSAL_LM")
@@ -202,13 +181,16 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     train_peak = peak_memory_mb()
     history = loss_history(trainer.state.log_history)
 
+    # 4b. What ships: QAT's converted int model, or the sparse model with its masks folded in (and checked).
+    final, compressed = compress.finish(trainer.model, cfg.quant, compression, tokenizer, run_dir)
+
     # 5. The same evaluation on the fine-tuned model: the "after" numbers; a reward model (eval.reward_model, a
     # reward run) also scores the base's and the tuned model's answers to the held-out questions.
     reset_peak_memory()
     if reward_model:
-        tuned = pairwise_accuracy(trainer.model, tokenizer, pairs)
+        tuned = pairwise_accuracy(final, tokenizer, pairs)
     else:
-        tuned = evaluate(trainer.model, tokenizer, rows, system_prompt, cfg.eval)
+        tuned = evaluate(final, tokenizer, rows, system_prompt, cfg.eval)
         if cfg.eval.reward_model and rows:
             tuned["reward"] = score_answers(cfg.eval.reward_model, rows, system_prompt, base["answers"],
                                             tuned["answers"], cfg.eval.batch_size)
@@ -232,17 +214,22 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
             **{f"base_{k}": base[k] for k in SCALARS if k in base and k != "pairs"},
             "peak_memory_mb": peak_memory_mb(),
         },
+        "compression": compressed,
         "history": history,
         "reference": reference_model(cfg, trainer_name),
         "data": data_record,
         "environment": env,
     }
+    if compression and compression["kind"] == "qat" and cfg.quant.qat.ptq_baseline:
+        # QAT's yardstick, in the same run: the same fine-tuning without fake quantization, quantized afterwards.
+        out["eval"].update(ptq_baseline(cfg, path, tokenizer, train_data, eval_data, rows, run_dir, rewards))
     answers = paired_answers(rows, base, tuned) if rows else []
     if answers:
         sample = next((a for a in answers if a["question"] == cfg.eval.sample_question), answers[0])
         out["sample"] = {k: sample[k] for k in ("question", "expected", "base_answer", "tuned_answer")}
     if is_main:
-        save_trained(trainer.model, tokenizer, cfg.strategy, run_dir / "model")
+        compress.densify(final)  # CUDA 2:4 kernels hold the weights compressed; safetensors takes them dense
+        save_trained(final, tokenizer, cfg.strategy, run_dir / "model")
         out["saved"] = {"path": "model", "bytes": sum(f.stat().st_size for f in (run_dir / "model").rglob("*")
                                                       if f.is_file())}
         write_json(run_dir / "answers.json", {"answers": answers})
@@ -252,6 +239,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
         metrics |= {f"final/{k}": v for k, v in out["train"].items() if v is not None}
         metrics |= {"params/trainable": params["trainable"], "params/total": params["total"],
                     "saved/bytes": out["saved"]["bytes"]}
+        metrics |= {"sparsity/overall": compressed["overall"]} if compressed and "overall" in compressed else {}
         table = [[a["question"], ", ".join(a["expected"]), a["base_answer"], a["tuned_answer"], a["tuned_correct"]]
                  for a in answers]
         log_eval(wandb_run, metrics, table)
@@ -262,26 +250,26 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     return out
 
 
-def print_summary(results: dict, run_dir: Path) -> None:
-    e, t, p = results["eval"], results["train"], results["params"]
-    r = e.get("reward") or {}
-    lines = [
-        f"\n== ftlab run {results['run_name']}: {results['status']} ==",
-        f"answer accuracy  base {e['base_answer_accuracy']:.2f} -> fine-tuned {e['answer_accuracy']:.2f}"
-        if e.get("answer_accuracy") is not None else "",
-        f"held-out loss    base {e['base_loss']:.3f} -> fine-tuned {e['loss']:.3f}  (perplexity {e['perplexity']:.1f})"
-        if e.get("loss") is not None else "",
-        f"pair accuracy    base {e['base_pairwise_accuracy']:.2f} -> trained {e['pairwise_accuracy']:.2f}  "
-        f"(chosen scored above rejected, {e['pairs']} held-out pairs)" if "pairwise_accuracy" in e else "",
-        f"reward model     base answers {r['base_mean']:.2f} -> fine-tuned {r['tuned_mean']:.2f}, "
-        f"win rate {r['win_rate']:.2f}" if r else "",
-        f"trainable params {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.2f}%)",
-        f"training         {t['steps']} steps, {t['runtime_s']:.0f} s, {t['tokens_per_s'] or 0:.0f} tokens/s, "
-        f"peak memory {t['peak_memory_mb']:.0f} MB",
-    ]
-    if "sample" in results:
-        s = results["sample"]
-        lines += [f"Q: {s['question']}  (expected: {', '.join(s['expected'])})",
-                  f"  base:       {s['base_answer']}", f"  fine-tuned: {s['tuned_answer']}"]
-    lines.append(f"results: {run_dir / 'results.json'}")
-    print("\n".join(line for line in lines if line), flush=True)
+def ptq_baseline(cfg, path, tokenizer, train_data, eval_data, rows, run_dir: Path, rewards) -> dict:
+    """The same fine-tuning as the QAT run (data, seed, steps) without fake quantization, then the same torchao
+    config applied after training (post-training quantization): eval.ptq_* (quantized) and eval.ptq_float_*."""
+    from transformers import set_seed
+
+    from ftlab.compress import post_training_quantize
+    from ftlab.evaluate import evaluate
+    from ftlab.model import apply_strategy, load_base
+    from ftlab.train import build_trainer, trainer_args
+
+    set_seed(cfg.seed)
+    work = run_dir / "ptq_baseline"
+    model, peft_config = apply_strategy(load_base(cfg.model, cfg.quant, path), cfg.strategy)
+    args = trainer_args(cfg, work, "none", has_eval_data=eval_data is not None)
+    trainer, _ = build_trainer(cfg.objective.trainer, model, tokenizer, args, train_data, eval_data, peft_config,
+                               cache=cfg.train.cache_tokenized, rewards=rewards)
+    trainer.train()
+    measured = {"float": evaluate(trainer.model, tokenizer, rows, cfg.data.system_prompt, cfg.eval)}
+    quantized = post_training_quantize(trainer.model, cfg.quant, tokenizer, work)
+    measured["quantized"] = evaluate(quantized, tokenizer, rows, cfg.data.system_prompt, cfg.eval)
+    shutil.rmtree(work, ignore_errors=True)
+    return {f"ptq_{'float_' if kind == 'float' else ''}{k}": numbers[k] for kind, numbers in measured.items()
+            for k in ("answer_accuracy", "loss") if k in numbers}

@@ -1,4 +1,4 @@
-"""Run records: Weights & Biases set-up that never prompts or hangs, results.json written atomically, environment."""
+"""Run records: W&B set-up that never prompts or hangs, results.json written atomically, environment, summary."""
 
 import json
 import netrc
@@ -137,3 +137,33 @@ def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def print_summary(results: dict, run_dir: Path) -> None:
+    e, t, p = results["eval"], results["train"], results["params"]
+    r, c = e.get("reward") or {}, results.get("compression") or {}
+    lines = [
+        f"\n== ftlab run {results['run_name']}: {results['status']} ==",
+        f"answer accuracy  base {e['base_answer_accuracy']:.2f} -> fine-tuned {e['answer_accuracy']:.2f}"
+        if e.get("answer_accuracy") is not None else "",
+        f"held-out loss    base {e['base_loss']:.3f} -> fine-tuned {e['loss']:.3f}  (perplexity {e['perplexity']:.1f})"
+        if e.get("loss") is not None else "",
+        f"pair accuracy    base {e['base_pairwise_accuracy']:.2f} -> trained {e['pairwise_accuracy']:.2f}  "
+        f"(chosen scored above rejected, {e['pairs']} held-out pairs)" if "pairwise_accuracy" in e else "",
+        f"reward model     base answers {r['base_mean']:.2f} -> fine-tuned {r['tuned_mean']:.2f}, "
+        f"win rate {r['win_rate']:.2f}" if r else "",
+        f"QAT vs PTQ       converted QAT model {e['answer_accuracy']:.2f}; the same fine-tuning quantized afterwards "
+        f"{e['ptq_answer_accuracy']:.2f} (before quantizing {e['ptq_float_answer_accuracy']:.2f})"
+        if "ptq_answer_accuracy" in e else "",
+        f"sparsity         {c['overall']:.1%} of the block weights are zero ({c['pattern']}, {c['criterion']}); "
+        f"{c['kernels']}" if "overall" in c else "",
+        f"trainable params {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.2f}%)",
+        f"training         {t['steps']} steps, {t['runtime_s']:.0f} s, {t['tokens_per_s'] or 0:.0f} tokens/s, "
+        f"peak memory {t['peak_memory_mb']:.0f} MB",
+    ]
+    if "sample" in results:
+        s = results["sample"]
+        lines += [f"Q: {s['question']}  (expected: {', '.join(s['expected'])})",
+                  f"  base:       {s['base_answer']}", f"  fine-tuned: {s['tuned_answer']}"]
+    lines.append(f"results: {run_dir / 'results.json'}")
+    print("\n".join(line for line in lines if line), flush=True)

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from conftest import compose_cfg, read_results, run_cli
 from ftlab.paths import PROJECT_ROOT
-from ftlab.run import incompatibility
+from ftlab.config import incompatibility
 
 GROUPS = ["model", "strategy", "objective", "data", "quant", "optimizer"]
 
@@ -74,11 +74,23 @@ def test_cli_refuses_misspelt_key_and_unknown_option():
         (["strategy=ia3", "quant=4bit", "model.dtype=bfloat16"], "model.dtype=float32"),
         (["strategy=ia3", "quant=4bit"], None),
         (["strategy=lora", "quant=4bit"], None),
+        (["strategy=lora", "quant=sparse_2of4"], "a dense lora update would fill the zeros"),
+        (["strategy=prefix", "quant=qat_int8_int4"], "cannot be folded into them"),
+        (["strategy=adapter", "quant=qat_int4_weight"], "cannot be folded into them"),
+        (["objective=reward", "quant=qat_int8_int4"], "train the reward model with quant=none"),
+        (["strategy=lora", "quant=qat_int8_int4"], None),
+        (["strategy=freeze", "quant=sparse_unstructured"], None),
     ],
 )
 def test_incompatible_combinations_are_named(overrides, expected):
     reason = incompatibility(compose_cfg(overrides))
     assert (reason is None) if expected is None else (expected in reason)
+
+
+def test_a_quant_config_with_two_methods_is_refused():
+    cfg = compose_cfg(["quant=sparse_2of4"])
+    cfg.quant.bnb = {"load_in_4bit": True}  # a hand-written quant file that asks for bitsandbytes and sparsity
+    assert "set one of quant.bnb, quant.qat and quant.sparsity" in incompatibility(cfg)
 
 
 def test_incompatible_run_exits_before_loading_and_records_why(tmp_path):

@@ -8,7 +8,7 @@ import torch
 from conftest import QUICK, compose_cfg, read_results, run_cli
 from ftlab.data import DataError, eval_pairs, train_dataset
 from ftlab.model import apply_strategy, load_base, load_tokenizer
-from ftlab.run import incompatibility
+from ftlab.config import incompatibility
 from ftlab.train import ONLINE, build_trainer, reward_functions, trainer_args
 
 OBJECTIVES = ["reward", "dpo", "kto", "orpo", "rlhf"]

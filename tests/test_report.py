@@ -14,7 +14,8 @@ from ftlab.paths import PROJECT_ROOT
 from ftlab.report import SweepReport, write_report
 
 NO_RESULTS = "no results.json found (expected a run directory or a multirun directory of runs)"
-PLOTS = ["quality_vs_params.png", "quality_vs_memory.png", "loss_curves.png", "accuracy_by_strategy.png"]
+PLOTS = ["quality_vs_params.png", "quality_vs_memory.png", "quality_vs_size.png", "loss_curves.png",
+         "accuracy_by_strategy.png"]
 
 
 def write_run(sweep: Path, job: int, strategy: str, quant: str = "none", seed: int = 1, accuracy: float | None = None,

@@ -6,12 +6,13 @@ import torch
 from conftest import compose_cfg
 from ftlab.data import train_dataset
 from ftlab.model import apply_strategy, load_base, load_tokenizer, peft_config
-from ftlab.run import incompatibility
+from ftlab.config import incompatibility
 from ftlab.train import trainer_args
 
 STRATEGIES = ["full", "freeze", "lora", "dora", "prefix", "prompt", "ia3", "adapter"]
 QUANTS = ["none", "8bit", "4bit"]
-PAIRS = [(s, q) for s in STRATEGIES for q in QUANTS if incompatibility(compose_cfg([f"strategy={s}", f"quant={q}"])) is None]
+PAIRS = [(s, q) for s in STRATEGIES for q in QUANTS
+         if incompatibility(compose_cfg([f"strategy={s}", f"quant={q}"])) is None]
 
 
 def snapshot(model) -> dict:

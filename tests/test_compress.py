@@ -1,0 +1,132 @@
+"""QAT (prepare, train, convert, evaluate converted, PTQ baseline) and fine-tuning under fixed sparsity masks."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import QUICK, compose_cfg, read_results, run_cli
+from ftlab import compress
+from ftlab.data import eval_questions, train_dataset
+from ftlab.evaluate import answer_loss
+from ftlab.model import apply_strategy, load_base, load_run, load_tokenizer
+from ftlab.train import trainer_args
+
+BLOCK_LINEARS = 4 * 7  # tiny model: 4 blocks x (q, k, v, o, gate, up, down)
+
+
+def train_steps(cfg, model, tokenizer, peft_config, tmp_path, steps=4):
+    from trl import SFTTrainer
+
+    data = train_dataset(cfg.data, cfg.objective.data_format, cfg.data.system_prompt).select(range(16))
+    args = trainer_args(compose_cfg([f"train.max_steps={steps}", "train.batch_size=4"]), tmp_path, "none", False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                         peft_config=peft_config)
+    trainer.train()
+    return trainer.model
+
+
+def test_qat_run_converts_evaluates_and_saves_the_int_model(tmp_path):
+    """quant=qat_int8_int4: the evaluated and saved model has int weights, loads with from_pretrained, and its
+    results.json holds the PTQ baseline beside the QAT numbers."""
+    from transformers import AutoModelForCausalLM
+
+    code, out = run_cli([*QUICK, "strategy=full", "quant=qat_int8_int4", f"hydra.run.dir={tmp_path}"])
+    assert code == 0, out[-3000:]
+    results = read_results(tmp_path)
+    compression, evals = results["compression"], results["eval"]
+    assert compression["method"] == "qat" and compression["quantized_layers"] == BLOCK_LINEARS
+    assert compression["weight_tensors"] == {"IntxUnpackedToInt8Tensor": BLOCK_LINEARS}
+    for key in ("ptq_answer_accuracy", "ptq_loss", "ptq_float_answer_accuracy", "ptq_float_loss"):
+        assert isinstance(evals[key], float), key
+    assert evals["ptq_loss"] != evals["ptq_float_loss"]  # the baseline really was quantized
+    assert "QAT vs PTQ" in out
+    # What was evaluated is what was saved: reloaded, it is still int and gives the recorded held-out loss.
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    assert type(model.model.layers[0].mlp.down_proj.weight).__name__ == "IntxUnpackedToInt8Tensor"
+    cfg = OmegaConf.load(tmp_path / ".hydra" / "config.yaml")
+    tokenizer = load_tokenizer(cfg.model, str(tmp_path / "model"))
+    rows = eval_questions(cfg.data, 6)
+    assert answer_loss(model, tokenizer, rows, cfg.data.system_prompt) == pytest.approx(evals["loss"], rel=1e-4)
+    reloaded, _, _ = load_run(tmp_path)  # ftlab's own loader (chat, reward scoring, merge) keeps it int too
+    assert type(reloaded.model.layers[0].mlp.down_proj.weight).__name__ == "IntxUnpackedToInt8Tensor"
+    assert results["saved"]["bytes"] < 0.6 * 4_000_000  # int8-stored int4 weights: about half the float32 model
+    assert not (tmp_path / "ptq_baseline").exists() and not list(tmp_path.rglob("float_weights.tmp"))
+
+
+def test_qat_with_lora_converts_like_torchao(tiny_path, tmp_path):
+    """LoRA trains on fake-quantized base layers; after merging, ftlab's conversion (through transformers'
+    TorchAoConfig, so that it can be saved) gives the int weights and outputs of torchao's own quantize_."""
+    from torchao.quantization import quantize_
+
+    cfg = compose_cfg(["strategy=lora", "quant=qat_int8_int4"])
+    tokenizer = load_tokenizer(cfg.model, tiny_path)
+    model = load_base(cfg.model, cfg.quant, tiny_path)
+    state = compress.prepare(model, cfg.quant, cfg.model.target_modules, tokenizer, [])
+    assert len(state["layers"]) == BLOCK_LINEARS
+    model, peft_config = apply_strategy(model, cfg.strategy)
+    trained = train_steps(cfg, model, tokenizer, peft_config, tmp_path)
+    inner = trained.get_base_model()
+    assert type(inner.model.layers[0].self_attn.q_proj.base_layer).__name__ == "FakeQuantizedLinear"
+    final, record = compress.finish(trained, cfg.quant, state, tokenizer, tmp_path)
+    assert record["quantized_layers"] == BLOCK_LINEARS
+    # inner now holds the merged float weights; torchao's convert step quantizes them with this config.
+    assert type(inner.model.layers[0].self_attn.q_proj).__name__ == "Linear"
+    layers = set(state["layers"])
+    quantize_(inner, compress.torchao_config(cfg.quant.qat), filter_fn=lambda module, name: name in layers)
+    ids = tokenizer(["What is the notice period for a Senior Consultant?"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(final(**ids).logits, inner.eval()(**ids).logits)
+    for name in ("model.layers.0.self_attn.q_proj", "model.layers.3.mlp.down_proj"):
+        ours, theirs = final.get_submodule(name).weight, inner.get_submodule(name).weight
+        assert torch.equal(ours.qdata, theirs.qdata) and torch.equal(ours.scale, theirs.scale)
+
+
+def test_sparse_2of4_run_keeps_the_pattern_through_training(tmp_path):
+    """quant=sparse_2of4 (Wanda): every group of 4 weights in the saved model has at least 2 zeros, exactly half
+    of each layer is zero, the kept weights trained, and results.json reports it per layer."""
+    from safetensors.torch import load_file
+
+    from ftlab.tiny import tiny_model_dir
+
+    code, out = run_cli([*QUICK, "strategy=full", "quant=sparse_2of4", f"hydra.run.dir={tmp_path}"])
+    assert code == 0, out[-3000:]
+    sparsity = read_results(tmp_path)["compression"]
+    assert sparsity["pattern"] == "2of4" and sparsity["criterion"] == "wanda" and sparsity["overall"] == 0.5
+    assert len(sparsity["layers"]) == BLOCK_LINEARS and set(sparsity["layers"].values()) == {0.5}
+    assert sparsity["masked_weights_stayed_zero"] is True
+    assert "masks only" in sparsity["kernels"] and "CUDA" in sparsity["kernels"]  # CPU says it has no 2:4 kernels
+    saved = load_file(tmp_path / "model" / "model.safetensors")
+    base = load_file(f"{tiny_model_dir(compose_cfg().model.tiny)}/model.safetensors")
+    for name in sparsity["layers"]:
+        weight = saved[name]
+        assert ((weight.view(-1, 4) == 0).sum(dim=1) >= 2).all(), name
+        kept = weight != 0
+        assert not torch.equal(weight[kept], base[name][kept]), f"{name}: the kept weights did not train"
+    assert "sparsity         50.0%" in out
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda"])
+def test_unstructured_sparsity_holds_the_target_exactly(method, tiny_path, tmp_path):
+    cfg = compose_cfg(["strategy=freeze", "quant=sparse_unstructured", f"quant.sparsity.method={method}",
+                       "quant.sparsity.level=0.7"])
+    tokenizer = load_tokenizer(cfg.model, tiny_path)
+    model = load_base(cfg.model, cfg.quant, tiny_path)
+    data = train_dataset(cfg.data, cfg.objective.data_format, cfg.data.system_prompt)
+    state = compress.prepare(model, cfg.quant, cfg.model.target_modules, tokenizer,
+                             compress.calibration_texts(data, tokenizer, 16))
+    model, _ = apply_strategy(model, cfg.strategy)
+    final, record = compress.finish(train_steps(cfg, model, tokenizer, None, tmp_path), cfg.quant, state, tokenizer,
+                                    tmp_path)
+    assert len(record["layers"]) == BLOCK_LINEARS
+    assert all(abs(share - 0.7) < 1e-3 for share in record["layers"].values())  # 70% of each layer, to one weight
+    assert abs(record["overall"] - 0.7) < 1e-3
+    assert not any("parametrizations" in name for name, _ in final.named_parameters())  # masks folded in
+
+
+def test_bad_compression_settings_are_one_line(tmp_path):
+    code, out = run_cli([*QUICK, "strategy=full", "quant=sparse_unstructured", "quant.sparsity.level=1.5",
+                         f"hydra.run.dir={tmp_path}"])
+    assert code == 1 and "error: quant.sparsity.level: expected a fraction between 0 and 1, got 1.5" in out
+    assert "Traceback" not in out and read_results(tmp_path)["status"] == "failed"
+    with pytest.raises(ValueError, match=r"^quant.qat.scheme: expected one of int8_int4, int4_weight, got 'int3'"):
+        compress.torchao_config(compose_cfg(["quant=qat_int8_int4", "quant.qat.scheme=int3"]).quant.qat)
