@@ -74,6 +74,13 @@ class DataConfig:
     columns: Any = None  # your column name -> ftlab's name, e.g. {q: prompt, a: completion}
     system_prompt: Optional[str] = None
     max_train_examples: Optional[int] = None
+    format: str = "auto"  # the training file's format: auto (detected) | alpaca | sharegpt | messages | ... (formats)
+    on_error: str = "stop"  # a record that breaks its format: stop (file:line: field) | drop (dropped and counted)
+    dedupe: str = "near"  # none | exact | near (case, punctuation and spacing ignored)
+    min_tokens: int = 0  # drop training examples shorter than this (tokens of their text)
+    max_tokens: Optional[int] = None  # drop longer ones (None: keep; train.max_length truncates them instead)
+    validation_split: float = 0.0  # > 0: this share of the training examples (seeded) is held out for eval loss
+    leakage: str = "warn"  # held-out questions also in training: warn | drop (from training) | error
 
 
 @dataclass

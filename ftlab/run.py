@@ -114,7 +114,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     from transformers import set_seed
 
     from ftlab import compress
-    from ftlab.data import eval_dataset, eval_pairs, eval_questions, train_dataset
+    from ftlab.data import eval_dataset, eval_pairs, eval_questions, prepare
     from ftlab.evaluate import evaluate, paired_answers, worst_failures
     from ftlab.model import apply_strategy, count_params, load_base, load_tokenizer, model_path, save_trained
     from ftlab.reward_eval import pairwise_accuracy, score_answers
@@ -140,12 +140,19 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     # run (SFT before DPO): its trained weights are merged into its base once, and that is the starting model.
     path = model_path(cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
-    train_data = train_dataset(cfg.data, cfg.objective.data_format, system_prompt)
+    # Checked record by record, cleaned (duplicates, token lengths), split, and checked for leakage into the
+    # held-out questions: data_prep says what happened and goes into results.json.
+    train_data, validation, data_prep = prepare(cfg.data, cfg.objective.data_format, system_prompt, tokenizer,
+                                                cfg.seed)
+    if data_prep["leaked_eval_questions"] and cfg.data.leakage == "warn":
+        log.warning("%d held-out questions also occur in training (data.leakage=drop removes them from training)",
+                    data_prep["leaked_eval_questions"])
     rows = [] if reward_model else eval_questions(cfg.data, cfg.eval.max_questions)
     pairs = eval_pairs(cfg.data, system_prompt, cfg.eval.max_questions) if trainer_name in PAIRED else None
     if reward_model and pairs is None:
         raise ValueError("data.eval_pairs: objective=reward needs held-out preference pairs to be judged on")
-    eval_data = pairs if trainer_name in PAIRED else eval_dataset(rows, cfg.objective.data_format, system_prompt)
+    eval_data = pairs if trainer_name in PAIRED else validation if validation is not None else \
+        eval_dataset(rows, cfg.objective.data_format, system_prompt)
 
     # 2. The base model, quantized as the run asks, evaluated before anything changes it: the "before" numbers.
     model = load_base(cfg.model, cfg.quant, path, "reward" if reward_model else "causal_lm")
@@ -172,6 +179,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     trainer, data_record = build_trainer(trainer_name, model, tokenizer, args, train_data, eval_data, peft_config,
                                          cache=cfg.train.cache_tokenized, rewards=rewards)
     params = count_params(trainer.model)
+
+    # A validation split (data.validation_split) is judged by the trainer's own eval loss, before and after.
+    base_validation = trainer.evaluate()["eval_loss"] if validation is not None else None
 
     # 4. Train.
     reset_peak_memory()
@@ -212,12 +222,14 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
             **({"questions": len(rows)} if rows else {}),
             **{k: tuned[k] for k in SCALARS if k in tuned},
             **{f"base_{k}": base[k] for k in SCALARS if k in base and k != "pairs"},
+            **({"base_validation_loss": base_validation, "validation_loss": trainer.evaluate()["eval_loss"]}
+               if validation is not None else {}),
             "peak_memory_mb": peak_memory_mb(),
         },
         "compression": compressed,
         "history": history,
         "reference": reference_model(cfg, trainer_name),
-        "data": data_record,
+        "data": {**data_record, "preparation": data_prep},
         "environment": env,
     }
     if compression and compression["kind"] == "qat" and cfg.quant.qat.ptq_baseline:

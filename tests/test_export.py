@@ -14,7 +14,7 @@ PROMPT = [{"role": "user", "content": "What is the notice period for a Senior Co
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy,dtype", [("dora", "bfloat16"), ("ia3", "bfloat16"), ("adapter", "float32")])
+@pytest.mark.parametrize("strategy,dtype", [("dora", "bfloat16"), ("ia3", "float32"), ("adapter", "float32")])
 def test_exported_model_loads_alone_and_matches_the_run(strategy, dtype, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
