@@ -120,8 +120,8 @@ def convert(rows: list, fmt: str, wanted: str) -> list:
     if form == wanted:
         return _weighted(rows) if form == "messages" else rows
     if form not in CONVERTIBLE.get(wanted, set()):
-        readable = sorted(CONVERTIBLE.get(wanted, set()) | {wanted})
-        raise ValueError(f"{fmt} data cannot feed an objective that reads {wanted} (it takes {', '.join(readable)})")
+        raise ValueError(f"{fmt} records cannot train an objective that reads {wanted} data "
+                         f"(expected {EXPECTED[wanted]})")
     if wanted == "messages":  # a prompt/completion pair is a two-turn conversation
         return [{"messages": [{"role": "user", "content": r["prompt"]},
                               {"role": "assistant", "content": r["completion"]}]} for r in rows]
