@@ -14,6 +14,10 @@ from ftlab.paths import PROJECT_ROOT
 
 os.environ.setdefault("WANDB_MODE", "offline")  # tests never talk to a W&B server
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two pytest-xdist workers share the cores: one thread each (inherited by the CLI runs they start), so much
+    # of the suite's time, spent in imports and Python, runs side by side instead of oversubscribing.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 register()
 
 
