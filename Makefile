@@ -21,6 +21,7 @@ run: $(VENV)/.installed
 	$(BIN)/python -m ftlab experiment=hr_bot $(ARGS)
 
 test: $(VENV)/.installed
+	@bash .ci/install-browser || echo "make test: no chromium could be installed: the demo's browser test will skip"
 	$(BIN)/python -m pytest $(ARGS)
 
 # Each stage is a run whose directory the next one names.

@@ -203,3 +203,27 @@ def densify(model) -> None:
         weight = getattr(module, "weight", None)
         if isinstance(weight, SparseSemiStructuredTensor):
             module.weight = torch.nn.Parameter(weight.to_dense(), requires_grad=False)
+
+
+def ptq_baseline(cfg, path, tokenizer, train_data, eval_data, rows, run_dir: Path, rewards) -> dict:
+    """The same fine-tuning as the QAT run (data, seed, steps) without fake quantization, then the same torchao
+    config applied after training (post-training quantization): eval.ptq_* (quantized) and eval.ptq_float_*."""
+    from transformers import set_seed
+
+    from ftlab.evaluate import evaluate
+    from ftlab.model import apply_strategy, load_base
+    from ftlab.train import build_trainer, trainer_args
+
+    set_seed(cfg.seed)
+    work = run_dir / "ptq_baseline"
+    model, peft_config = apply_strategy(load_base(cfg.model, cfg.quant, path), cfg.strategy)
+    args = trainer_args(cfg, work, "none", has_eval_data=eval_data is not None, checkpoints=False)
+    trainer, _ = build_trainer(cfg.objective.trainer, model, tokenizer, args, train_data, eval_data, peft_config,
+                               cache=cfg.train.cache_tokenized, rewards=rewards)
+    trainer.train()
+    measured = {"float": evaluate(trainer.model, tokenizer, rows, cfg.data.system_prompt, cfg.eval)}
+    quantized = post_training_quantize(trainer.model, cfg.quant, tokenizer, work)
+    measured["quantized"] = evaluate(quantized, tokenizer, rows, cfg.data.system_prompt, cfg.eval)
+    shutil.rmtree(work, ignore_errors=True)
+    return {f"ptq_{'float_' if kind == 'float' else ''}{k}": numbers[k] for kind, numbers in measured.items()
+            for k in ("answer_accuracy", "loss") if k in numbers}

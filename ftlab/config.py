@@ -31,7 +31,8 @@ class ModelConfig:
     target_modules: List[str] = field(default_factory=list)  # linear layers that LoRA/DoRA/IA3 adapt
     feedforward_modules: List[str] = field(default_factory=list)  # IA3 scales these on their input
     chat_template: Optional[str] = None  # a .jinja file; None: the tokenizer's own
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # runs the model repository's Python code: only for repositories you trust
+    allow_pickle: bool = False  # accept pickle weights (.bin), which can run code when loaded; safetensors otherwise
     revision: Optional[str] = None
     tiny: Optional[TinyConfig] = None
 
@@ -133,6 +134,9 @@ class TrainConfig:
     logging_steps: int = 10
     eval_steps: float = 0.1  # eval loss on held-out answers: < 1 a fraction of training, >= 1 steps, 0 never
     cache_tokenized: bool = True  # reuse the tokenized dataset of an earlier run with the same data and tokenizer
+    save_steps: int = 100  # a resumable checkpoint every this many steps (0: none)
+    save_total_limit: int = 2  # keep the newest this many checkpoints
+    keep_checkpoints: bool = False  # keep them once the run has finished (model/ holds the result either way)
 
 
 @dataclass
@@ -169,6 +173,8 @@ class Config:
     metric: str = "eval.answer_accuracy"  # what a run returns to a Hydra sweeper (Optuna optimises it)
     run_name: str = MISSING
     output_dir: Optional[str] = None  # None: Hydra's run directory
+    resume: str = "auto"  # auto: continue an unfinished run in the directory | never: start over | checkpoint-N dir
+    overwrite: bool = False  # true: replace a finished run in the directory
 
 
 PROMPT_METHODS = ("prefix", "prompt", "ia3")

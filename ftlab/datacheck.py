@@ -83,13 +83,15 @@ def check(cfg, out: Path, gpu_tflops: float) -> str:
         "compute": {"params": params, "epochs": cfg.train.epochs, "flops": flops, "gpu_tflops": gpu_tflops,
                     "hours": flops / (gpu_tflops * 1e12) / 3600},
     }
+    from ftlab.paths import write_atomic
+
     example, coloured = masked_example(prepared[0], tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     histogram(lengths, max_length, out / "lengths.png")
-    (out / "example.txt").write_text(example + "\n", encoding="utf-8")
+    write_atomic(out / "example.txt", example + "\n")
     text = render(result, coloured if sys.stdout.isatty() else example, out)
-    (out / "datacheck.md").write_text(render(result, example, out), encoding="utf-8")
-    (out / "datacheck.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_atomic(out / "datacheck.md", render(result, example, out))
+    write_atomic(out / "datacheck.json", json.dumps(result, indent=2, default=str) + "\n")
     return text
 
 

@@ -30,11 +30,13 @@ class FtlabAdapterForCausalLM(_BaseModel):
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / ".hydra" / "config.yaml").is_file() and (path / "model").is_dir()
+    return (path / "config.yaml").is_file() and (path / "model").is_dir()
 
 
 def run_config(run_dir: Path):
-    return OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    """The run's resolved config as ftlab saved it (Hydra's .hydra/ holds the latest command in that directory,
+    which may be a refused one)."""
+    return OmegaConf.load(run_dir / "config.yaml")
 
 
 def merged_model_dir(run_dir: Path) -> str:
@@ -123,7 +125,7 @@ def main(argv=None) -> None:
         raise SystemExit("usage: python -m ftlab.merge RUN_DIR OUT_DIR")
     run_dir, out_dir = Path(args[0]), Path(args[1])
     if not is_run_dir(run_dir):
-        raise SystemExit(f"error: {run_dir}: not an ftlab run directory (expected .hydra/config.yaml and model/)")
+        raise SystemExit(f"error: {run_dir}: not an ftlab run directory (expected config.yaml and model/)")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise SystemExit(f"error: {out_dir}: exists and is not empty (choose a new folder; nothing is overwritten)")
     try:

@@ -1,5 +1,6 @@
 """Loads the base model and tokenizer (quantized or not), applies a fine-tuning strategy, reloads a saved run."""
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -32,9 +33,9 @@ def model_path(model_cfg) -> str:
 def load_tokenizer(model_cfg, path: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        path, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
-    )
+    with explained_load_errors(path):
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=model_cfg.revision,
+                                                  trust_remote_code=model_cfg.trust_remote_code)
     if model_cfg.chat_template:
         tokenizer.chat_template = resolve(model_cfg.chat_template).read_text(encoding="utf-8")
     if tokenizer.chat_template is None:
@@ -42,6 +43,23 @@ def load_tokenizer(model_cfg, path: str):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # batching needs one; the attention mask hides it
     return tokenizer
+
+
+@contextmanager
+def explained_load_errors(path: str):
+    """transformers' refusals, as one line that names the setting: code shipped with the model, pickle weights."""
+    try:
+        yield
+    except (OSError, ValueError) as err:
+        folder = Path(path)
+        if "trust_remote_code" in str(err):
+            raise ValueError(f"model.path: {path} ships its own Python code (auto_map); ftlab runs it only with "
+                             "model.trust_remote_code=true, for a repository you trust") from None
+        if folder.is_dir() and not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+            raise ValueError(f"model.path: {path} holds pickle weights (.bin) only, which can run code when "
+                             "loaded: convert them to safetensors, or set model.allow_pickle=true for files you trust"
+                             ) from None
+        raise
 
 
 def load_base(model_cfg, quant_cfg, path: str, head: str = "causal_lm"):
@@ -55,16 +73,17 @@ def load_base(model_cfg, quant_cfg, path: str, head: str = "causal_lm"):
         auto_class, extra = AutoModelForSequenceClassification, {"num_labels": 1}
     if quantization is not None:  # None would also drop the quantization a saved model (QAT's int model) declares
         extra["quantization_config"] = quantization
-    model = auto_class.from_pretrained(
-        path,
-        **extra,
-        revision=model_cfg.revision,
-        dtype=DTYPES[model_cfg.dtype],
-        attn_implementation=model_cfg.attn_implementation,
-        trust_remote_code=model_cfg.trust_remote_code,
-        use_safetensors=True,  # never unpickle weights
-        device_map="auto" if torch.cuda.is_available() else None,
-    )
+    with explained_load_errors(path):
+        model = auto_class.from_pretrained(
+            path,
+            **extra,
+            revision=model_cfg.revision,
+            dtype=DTYPES[model_cfg.dtype],
+            attn_implementation=model_cfg.attn_implementation,
+            trust_remote_code=model_cfg.trust_remote_code,
+            use_safetensors=not model_cfg.get("allow_pickle", False),  # a pickle can run code when unpickled
+            device_map="auto" if torch.cuda.is_available() else None,
+        )
     guard_4bit_cpu_gradients(model)
     if head == "reward" and model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id  # the score is read at the last non-pad token
@@ -130,12 +149,19 @@ def count_params(model) -> dict:
 
 
 def save_trained(model, tokenizer, strategy_cfg, out_dir: Path) -> None:
-    """Only what was trained: a PEFT adapter, ftlab's bottleneck adapters, or the whole model (safetensors)."""
+    """Only what was trained: a PEFT adapter, ftlab's bottleneck adapters, or the whole model (safetensors). Saved
+    beside out_dir and renamed into place, so out_dir never holds half a model."""
+    import shutil
+
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
     if strategy_cfg.kind == "adapter":
-        adapter.save_adapters(model, out_dir)
+        adapter.save_adapters(model, partial)
     else:
-        model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+        model.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    partial.rename(out_dir)
 
 
 def standalone(model_dir: Path) -> bool:
@@ -144,10 +170,12 @@ def standalone(model_dir: Path) -> bool:
 
 
 def load_run(run_dir):
-    """(model, tokenizer, cfg) of a finished run: its base model and quantization from .hydra/config.yaml, plus
+    """(model, tokenizer, cfg) of a finished run: its base model and quantization from its config.yaml, plus
     what it trained from run_dir/model."""
+    from ftlab.merge import run_config
+
     run_dir = Path(run_dir)
-    cfg: DictConfig = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    cfg: DictConfig = run_config(run_dir)
     trained = run_dir / "model"
     kind = cfg.strategy.kind
     head = "reward" if cfg.objective.trainer == "reward" else "causal_lm"

@@ -1,4 +1,4 @@
-"""Where ftlab's own files live, and how a path in a config is found."""
+"""Where ftlab's own files live, how a path in a config is found, and writing files so none is seen half-written."""
 
 import os
 import shutil
@@ -38,3 +38,10 @@ def build_once(target: Path, build) -> str:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Written to a temporary name and renamed: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from ftlab.paths import write_atomic
+
 NO_RESULTS = "no results.json found (expected a run directory or a multirun directory of runs)"
 PRUNED_FOLDERS = {"wandb", "model", "checkpoints"}  # weights and logs: large, and never a run's own results.json
 FAILING = ("failed", "running", "unreadable")  # "running" after a sweep: the run died before writing its status
@@ -217,13 +219,6 @@ def short(value: str) -> str:
         return f"{float(value):.4g}" if len(value) > 8 else value
     except ValueError:
         return value
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Written to a temporary name and renamed: a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def log_to_wandb(out_dir: Path, group: str, headers: list, rows: list, plots: list) -> dict:

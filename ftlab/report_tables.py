@@ -114,7 +114,7 @@ def search_section(dirs: list, runs: list) -> list:
                                                           for k, v in params.items())]
             lines += [f"- best value: {', '.join(str(v) for v in solution.get('values') or [])}",
                       f"- best params: {', '.join(f'`{k}={v}`' for k, v in params.items()) or '–'}"]
-            lines += [f"- run: `{r['dir']}` ({r['status']}); its config: `{r['dir'] / '.hydra' / 'config.yaml'}`"
+            lines += [f"- run: `{r['dir']}` ({r['status']}); its config: `{r['dir'] / 'config.yaml'}`"
                       for r in matches] or ["- run: none of the collected runs has these overrides"]
             lines.append("")
     return lines

@@ -1,5 +1,6 @@
 """The ftlab run script: compose, check, load, evaluate the base, train, evaluate again, save, record, summarise."""
 
+import json
 import logging
 import os
 import shutil
@@ -32,21 +33,46 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     # Under accelerate/torchrun every rank runs this script; only rank 0 writes results, weights and W&B logs.
     is_main = int(os.environ.get("RANK", "0")) == 0
+    from ftlab.checkpoints import Interrupted, claim_run_dir, failure, plain_reason, resume_command
+    from ftlab.tracking import hide, hide_in_files, redact, secret_values, write_json
+
+    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+    secrets = secret_values(plain_cfg)
+    hydra_files = [*Path(hydra_cfg.runtime.output_dir, ".hydra").glob("*.yaml"),
+                   *([Path(hydra_cfg.sweep.dir) / "multirun.yaml"] if multirun else [])]
+    # The resolved config beside Hydra's own (.hydra/ keeps the unresolved one and the overrides), secrets hidden.
+    config_yaml = OmegaConf.to_yaml(redact(plain_cfg))
     results = {
         "status": "running",  # what a crashed run (killed, out of host memory) leaves behind: the report says so
         "run_name": cfg.run_name,
         "choices": {g: hydra_cfg.runtime.choices.get(g) for g in GROUPS},
-        "overrides": list(hydra_cfg.overrides.task),
+        "overrides": [hide(o, secrets) for o in hydra_cfg.overrides.task],
         "seed": cfg.seed,
+        "resume_command": resume_command(cfg, hydra_cfg, run_dir, multirun, secrets),
+        "safety": {"trust_remote_code": cfg.model.trust_remote_code, "allow_pickle": cfg.model.allow_pickle},
     }
-    from ftlab.tracking import redact, write_json
-
-    run_dir.mkdir(parents=True, exist_ok=True)
     results_path = run_dir / "results.json"
-    if is_main:
-        # The resolved config beside Hydra's own (.hydra/ keeps the unresolved one and the overrides), secrets hidden.
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(redact(OmegaConf.to_container(cfg, resolve=True))))
-        write_json(results_path, results)
+    try:
+        if is_main:
+            hide_in_files(hydra_files, secrets)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # A finished run is never replaced unless asked; an unfinished one resumes only with its own settings.
+        action, checkpoint = claim_run_dir(run_dir, cfg, config_yaml, multirun)
+        if action == "finished":
+            log.info("%s finished earlier: kept (overwrite=true replaces it)", run_dir)
+            return metric_value(json.loads(results_path.read_text()), cfg.metric)
+        if checkpoint:
+            results["resumed_from"] = str(checkpoint)
+            log.info("resuming from %s", checkpoint)
+        if is_main:
+            (run_dir / "config.yaml").write_text(config_yaml)
+            write_json(results_path, results)
+    except (ValueError, OSError) as err:  # a finished run, config drift, an output directory that cannot be written
+        message = f"{run_dir}: cannot write ({err.strerror})" if isinstance(err, OSError) and err.strerror else err
+        if multirun:
+            log.error("run %s not started: %s", cfg.run_name, message)
+            return None
+        raise SystemExit(f"error: {message}") from None
     reason = incompatibility(cfg)
     if reason:
         if is_main:
@@ -56,25 +82,40 @@ def main(cfg: DictConfig) -> float | None:
             return None  # the other runs of the sweep go on; the report lists this one with its reason
         raise SystemExit(f"error: {reason}")
     try:
-        results.update(train_and_evaluate(cfg, run_dir, is_main, multirun, hydra_cfg))
-    except Exception as err:
+        results.update(train_and_evaluate(cfg, run_dir, is_main, multirun, hydra_cfg, checkpoint, secrets))
+    except (Exception, KeyboardInterrupt) as err:
         _close_wandb()
+        status, reason = failure(cfg, err, run_dir)
         if is_main:
-            write_json(results_path, {**results, "status": "failed", "reason": f"{type(err).__name__}: {err}",
-                                      "wall_s": time.perf_counter() - started})
+            try:
+                write_json(results_path, {**results, "status": status, "reason": reason,
+                                          "wall_s": time.perf_counter() - started})
+            except OSError as write_err:  # a full disk: results.json keeps saying "running", never "ok"
+                log.error("could not record the failure in %s: %s", results_path, write_err)
+        if status == "interrupted":  # Ctrl-C stops a whole sweep, after saving this run's checkpoint
+            print(f"{reason}\nresume with: {results['resume_command']}", file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
         if multirun:
             # The other runs of the sweep go on. The report lists this one with its reason, and the sweep's report
             # callback (conf/config.yaml: hydra.callbacks) makes the sweep's exit code say that a run failed.
             log.exception("run %s failed", cfg.run_name)
             return None
-        # Bad input (data errors are ValueErrors, a missing file an OSError) or divergence: one line, no trace.
-        if isinstance(err, (ValueError, OSError, FloatingPointError)):
-            raise SystemExit(f"error: {err}") from None
+        # Bad input (data errors are ValueErrors, a missing file an OSError), divergence, out of memory: one line.
+        if isinstance(err, (ValueError, OSError, FloatingPointError, Interrupted)) or reason != plain_reason(err):
+            raise SystemExit(f"error: {reason}") from None
         raise
     results["status"] = "ok"
     results["wall_s"] = time.perf_counter() - started
     if is_main:
-        write_json(results_path, results)
+        from ftlab.card import write_model_card
+
+        try:  # README.md, the Hugging Face model card, in place before results.json says ok
+            write_model_card(run_dir, results)
+        except Exception as err:  # documentation: it never turns a finished run into a failed one
+            log.warning("model card not written: %s", err)
+        write_json(results_path, results)  # last: a run whose results say ok has everything else in place
+        if not cfg.train.keep_checkpoints:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # model/ holds the result
         from ftlab.tracking import print_summary
 
         print_summary(results, run_dir)
@@ -106,7 +147,8 @@ def _close_wandb() -> None:
         wandb.run.finish(exit_code=1)
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: bool, hydra_cfg) -> dict:
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: bool, hydra_cfg,
+                       checkpoint: Path | None, secrets: set) -> dict:
     # Heavy imports here, not at module level: `python -m ftlab --help` and `--cfg job` stay instant.
     # peft imports torchao, which warns about CUDA kernels it cannot load on a CPU machine: noise, not news.
     for noisy in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
@@ -114,6 +156,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     from transformers import set_seed
 
     from ftlab import compress
+    from ftlab.checkpoints import Interrupted
+    from ftlab.guards import StopOnSignal
     from ftlab.data import eval_dataset, eval_pairs, eval_questions, prepare
     from ftlab.evaluate import evaluate, paired_answers, worst_failures
     from ftlab.model import apply_strategy, count_params, load_base, load_tokenizer, model_path, save_trained
@@ -131,7 +175,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     # Same config and seed on the same machine: the same losses (tests/test_sweeps.py checks it).
     set_seed(cfg.seed)
     system_prompt = cfg.data.system_prompt
-    env = environment(list(hydra_cfg.overrides.task))
+    env = environment(list(hydra_cfg.overrides.task), secrets)
     trainer_name = cfg.objective.trainer
     # A reward model is the same network with a one-score head; it is judged on held-out preference pairs.
     reward_model = trainer_name == "reward"
@@ -183,11 +227,16 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     # A validation split (data.validation_split) is judged by the trainer's own eval loss, before and after.
     base_validation = trainer.evaluate()["eval_loss"] if validation is not None else None
 
-    # 4. Train.
+    # 4. Train, from the checkpoint of an interrupted run if there is one: weights, optimizer, scheduler, RNG states
+    # and data position come back, so the result is the one an uninterrupted run gives (tests/test_resume.py).
     reset_peak_memory()
     started = time.perf_counter()
-    train_out = trainer.train()
+    train_out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     runtime = time.perf_counter() - started
+    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
+    if stop.received:  # Ctrl-C or SIGTERM: the Trainer saved a checkpoint at this step and stopped
+        raise Interrupted(f"{stop.received} at step {trainer.state.global_step}: checkpoint saved in "
+                          f"{run_dir / 'checkpoints' / f'checkpoint-{trainer.state.global_step}'}")
     train_peak = peak_memory_mb()
     history = loss_history(trainer.state.log_history)
 
@@ -234,7 +283,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     }
     if compression and compression["kind"] == "qat" and cfg.quant.qat.ptq_baseline:
         # QAT's yardstick, in the same run: the same fine-tuning without fake quantization, quantized afterwards.
-        out["eval"].update(ptq_baseline(cfg, path, tokenizer, train_data, eval_data, rows, run_dir, rewards))
+        out["eval"].update(compress.ptq_baseline(cfg, path, tokenizer, train_data, eval_data, rows, run_dir, rewards))
     answers = paired_answers(rows, base, tuned) if rows else []
     if answers:
         sample = next((a for a in answers if a["question"] == cfg.eval.sample_question), answers[0])
@@ -260,28 +309,3 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
                             "id": wandb_run.id}
             wandb_run.finish()
     return out
-
-
-def ptq_baseline(cfg, path, tokenizer, train_data, eval_data, rows, run_dir: Path, rewards) -> dict:
-    """The same fine-tuning as the QAT run (data, seed, steps) without fake quantization, then the same torchao
-    config applied after training (post-training quantization): eval.ptq_* (quantized) and eval.ptq_float_*."""
-    from transformers import set_seed
-
-    from ftlab.compress import post_training_quantize
-    from ftlab.evaluate import evaluate
-    from ftlab.model import apply_strategy, load_base
-    from ftlab.train import build_trainer, trainer_args
-
-    set_seed(cfg.seed)
-    work = run_dir / "ptq_baseline"
-    model, peft_config = apply_strategy(load_base(cfg.model, cfg.quant, path), cfg.strategy)
-    args = trainer_args(cfg, work, "none", has_eval_data=eval_data is not None)
-    trainer, _ = build_trainer(cfg.objective.trainer, model, tokenizer, args, train_data, eval_data, peft_config,
-                               cache=cfg.train.cache_tokenized, rewards=rewards)
-    trainer.train()
-    measured = {"float": evaluate(trainer.model, tokenizer, rows, cfg.data.system_prompt, cfg.eval)}
-    quantized = post_training_quantize(trainer.model, cfg.quant, tokenizer, work)
-    measured["quantized"] = evaluate(quantized, tokenizer, rows, cfg.data.system_prompt, cfg.eval)
-    shutil.rmtree(work, ignore_errors=True)
-    return {f"ptq_{'float_' if kind == 'float' else ''}{k}": numbers[k] for kind, numbers in measured.items()
-            for k in ("answer_accuracy", "loss") if k in numbers}

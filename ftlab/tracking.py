@@ -1,6 +1,7 @@
 """Run records: W&B set-up that never prompts or hangs, results.json written atomically, environment, summary."""
 
 import json
+import logging
 import netrc
 import os
 import platform
@@ -10,8 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
+
 # api_key, hf_token, secret, db_password... but not max_new_tokens or target_modules.
 SECRET_KEY = re.compile(r"(^|_)(api_?key|key|token|secret|password|passwd)$", re.IGNORECASE)
+# WANDB_API_KEY, HF_TOKEN, AWS_SECRET_ACCESS_KEY, PGPASSWORD, ...: their values are hidden wherever ftlab writes.
+SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE)
 
 
 def wandb_mode(requested: str) -> str:
@@ -39,6 +44,69 @@ def redact(obj):
     return obj
 
 
+def secret_values(plain_cfg: dict) -> set:
+    """The strings to hide in anything written: values under secret-named config keys (a hub_token passed to the
+    trainer, say) and the values of secret-named environment variables."""
+    found = {v for k, v in os.environ.items() if SECRET_ENV.search(k) and len(v) >= 8}
+
+    def walk(obj):
+        for key, value in obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ():
+            if SECRET_KEY.search(str(key)) and isinstance(value, (str, int)) and len(str(value)) >= 4:
+                found.add(str(value))
+            else:
+                walk(value)
+
+    walk(plain_cfg)
+    return found
+
+
+def hide(text: str, secrets: set) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def hide_in_files(paths, secrets: set) -> None:
+    """Hydra saves the composed config and the command-line overrides (.hydra/, multirun.yaml) before ftlab runs:
+    rewrite them with the secrets hidden."""
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if any(secret in text for secret in secrets):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(hide(text, secrets), encoding="utf-8")
+            os.replace(tmp, path)
+
+
+# Where Hydra's launchers and sweepers print each job's overrides, the values typed on the command line included.
+LAUNCHER_LOGGERS = ("hydra._internal.core_plugins.basic_launcher", "hydra._internal.core_plugins.basic_sweeper",
+                    "hydra_plugins.hydra_joblib_launcher.joblib_launcher",
+                    "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+                    "hydra_plugins.hydra_optuna_sweeper._impl")
+
+
+class HideSecretsInLogs(logging.Filter, Callback):
+    """A Hydra callback (conf/config.yaml: hydra.callbacks): before a sweep launches, the launchers' log lines
+    ("#0 : key=value ...") get secret values (secret-named overrides, secret environment variables) hidden."""
+
+    def __init__(self):
+        super().__init__()
+        self.secrets = set()
+
+    def on_multirun_start(self, config, **kwargs):
+        typed = [o.split("=", 1) for o in config.hydra.overrides.task if "=" in o]
+        self.secrets = secret_values({k.lstrip("+~").rsplit(".", 1)[-1]: v for k, v in typed})
+        for name in LAUNCHER_LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def filter(self, record):
+        if self.secrets:
+            record.msg, record.args = hide(record.getMessage(), self.secrets), ()
+        return True
+
+
 def start_wandb(cfg_dict: dict, wandb_cfg, run_dir: Path, run_name: str, group: str | None, tags: list):
     """The W&B run (or None when disabled); transformers' WandbCallback logs training curves into it."""
     mode = wandb_mode(wandb_cfg.mode)  # passed to wandb.init, not to the environment: each run of a sweep decides
@@ -47,17 +115,21 @@ def start_wandb(cfg_dict: dict, wandb_cfg, run_dir: Path, run_name: str, group: 
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
 
-    return wandb.init(
-        project=wandb_cfg.project,
-        entity=wandb_cfg.entity,
-        name=run_name,
-        group=group,
-        tags=tags,
-        config=redact(cfg_dict),
-        dir=str(run_dir),
-        mode=mode,
-        settings=wandb.Settings(console="off", init_timeout=30),
-    )
+    argv, sys.argv = sys.argv, [hide(arg, secret_values(cfg_dict)) for arg in sys.argv]  # W&B records the command
+    try:
+        return wandb.init(
+            project=wandb_cfg.project,
+            entity=wandb_cfg.entity,
+            name=run_name,
+            group=group,
+            tags=tags,
+            config=redact(cfg_dict),
+            dir=str(run_dir),
+            mode=mode,
+            settings=wandb.Settings(console="off", init_timeout=30),
+        )
+    finally:
+        sys.argv = argv
 
 
 def log_eval(run, metrics: dict, sample_rows: list) -> None:
@@ -76,8 +148,9 @@ PACKAGES = ("ftlab", "torch", "transformers", "trl", "peft", "datasets", "accele
             "tokenizers", "hydra-core", "omegaconf", "wandb")
 
 
-def environment(task_overrides: list) -> dict:
-    """What it takes to reproduce a run: the exact command, package versions, the project's commit, the hardware."""
+def environment(task_overrides: list, secrets: set = frozenset()) -> dict:
+    """What it takes to reproduce a run: the exact command (secrets hidden), package versions, the project's
+    commit, the hardware."""
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
@@ -89,8 +162,8 @@ def environment(task_overrides: list) -> dict:
             return None
 
     return {
-        "command": shlex.join(sys.orig_argv),  # as typed; in a sweep, the sweep's command
-        "rerun": shlex.join(["python", "-m", "ftlab", *task_overrides]),  # this run alone
+        "command": hide(shlex.join(sys.orig_argv), secrets),  # as typed; in a sweep, the sweep's command
+        "rerun": hide(shlex.join(["python", "-m", "ftlab", *task_overrides]), secrets),  # this run alone
         "packages": {name: installed(name) for name in PACKAGES},
         "python": sys.version.split()[0],
         "git": _git_state(),

@@ -1,10 +1,9 @@
-"""The TRL trainer of a run: its arguments, tokenized data reused across runs, a divergence guard, memory probes."""
+"""The TRL trainer of a run: its arguments, its guards, tokenized data reused across runs, memory probes."""
 
 import dataclasses
 import hashlib
 import importlib
 import json
-import math
 import resource
 import shutil
 import sys
@@ -13,7 +12,6 @@ import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from transformers import TrainerCallback
 
 # objective.trainer -> TRL's trainer and config classes (module, trainer, config). PPO left TRL in 1.13: online RL is
 # GRPO (the default of objective=rlhf) or RLOO; a PPO trainer, should one return, is one more line here.
@@ -42,7 +40,7 @@ DATA_ARGS = ("max_length", "packing", "packing_strategy", "padding_free", "compl
              "assistant_only_loss", "dataset_text_field", "eos_token", "pad_token", "eval_packing", "truncation_mode")
 
 
-def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: bool):
+def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: bool, checkpoints: bool = True):
     """The objective's TRL config (SFTConfig, DPOConfig, ...) from the train, optimizer and objective groups;
     precision follows the hardware."""
     import torch
@@ -77,7 +75,12 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
         include_num_input_tokens_seen="non_padding",  # tokens/s counts real tokens, not padding
         report_to=report_to,
         run_name=cfg.run_name,
-        save_strategy="no",  # the trained weights are saved once, by the run script, in safetensors
+        # Resumable checkpoints (weights in safetensors, optimizer, scheduler, RNG states, data position); the
+        # result itself is saved by the run script into model/.
+        save_strategy="steps" if checkpoints and cfg.train.save_steps > 0 else "no",
+        save_steps=cfg.train.save_steps if cfg.train.save_steps > 0 else 500,
+        save_total_limit=cfg.train.save_total_limit,
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN, not replaced by the running mean
         seed=cfg.seed,
         data_seed=cfg.seed,
         disable_tqdm=not sys.stderr.isatty(),
@@ -115,17 +118,11 @@ def reward_functions(objective_cfg) -> tuple:
     return functions, tokenizers
 
 
-class StopOnDivergence(TrainerCallback):
-    """A NaN or infinite loss fails the run at once with the step, instead of training on garbage for hours."""
+def callbacks() -> list:
+    """The guards every trainer carries: divergence, Ctrl-C/SIGTERM to a checkpoint, no secrets in checkpoints."""
+    from ftlab.guards import HideSecretsInCheckpoints, StopOnDivergence, StopOnSignal
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        for key in ("loss", "eval_loss", "grad_norm"):
-            value = (logs or {}).get(key)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise FloatingPointError(
-                    f"training diverged: {key} is {value} at step {state.global_step} "
-                    f"(lower optimizer.lr, raise optimizer.warmup, or check the data)"
-                )
+    return [StopOnDivergence(), StopOnSignal(), HideSecretsInCheckpoints()]
 
 
 def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft_config, cache: bool, rewards=None):
@@ -141,8 +138,7 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
     if name != "sft":
         extra = {"reward_funcs": rewards[0], "reward_processing_classes": rewards[1]} if name in ONLINE else {}
         trainer = trainer_class(model=model, args=args, train_dataset=train_data, eval_dataset=eval_data,
-                                processing_class=tokenizer, peft_config=peft_config, callbacks=[StopOnDivergence()],
-                                **extra)
+                                processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks(), **extra)
         if name == "reward":
             # TRL casts a quantized model's trainable weights to bf16 (QLoRA's recipe); for the score head, a plain
             # Linear fed by the float hidden states, that breaks the forward: keep it in the body's dtype.
@@ -164,7 +160,7 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
         eval_dataset=eval_data,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[StopOnDivergence()],
+        callbacks=callbacks(),
     )
     if cache and not hit:
         splits = {"train": trainer.train_dataset}

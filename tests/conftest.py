@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 
 from ftlab.config import register
@@ -53,6 +54,26 @@ def tiny_path():
 # Quick settings for runs that only need to show the path works.
 QUICK = ["train.max_steps=3", "train.batch_size=4", "eval.max_questions=6", "eval.max_new_tokens=12",
          "data.max_train_examples=24", "wandb.mode=disabled"]
+
+
+# Enough training (a high learning rate, no eval-loss curve) that the adapter changes the answers: a chat that
+# silently dropped the adapter would answer like the base and fail the comparisons below.
+CHAT_RUN = ["strategy=lora", "train.max_steps=8", "train.batch_size=8", "train.eval_steps=0", "optimizer.lr=0.01",
+            "data.max_train_examples=64", "eval.max_questions=4", "eval.max_new_tokens=16", "wandb.mode=disabled"]
+
+
+def shared_run(tmp_path_factory):
+    """One trained run for test_chat, test_demo and test_card: the pytest-xdist workers of one session share it
+    (the first trains, the others wait on the lock); a session without xdist trains its own."""
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    root = tmp_path_factory.getbasetemp().parent / f"chat-run-{uid}" if uid else tmp_path_factory.getbasetemp()
+    run_dir = root / "chat_run"
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / "chat_run.lock")):
+        if not (run_dir / "results.json").is_file() or read_results(run_dir)["status"] != "ok":
+            code, out = run_cli([*CHAT_RUN, f"hydra.run.dir={run_dir}"])
+            assert code == 0, out[-3000:]
+    return run_dir
 
 
 def pytest_collection_modifyitems(config, items):

@@ -230,7 +230,7 @@ def test_optuna_search_names_the_best_run(tmp_path):
     search = (d / "report" / "report.md").read_text().split("## Search (optuna)")[1].split("## Plots")[0]
     best = d / "1_tiny-lora-sft-none-s1"
     assert "- best value: 0.8" in search and "`optimizer.lr=0.003`, `strategy.peft.r=16`" in search
-    assert f"- run: `{best}` (ok); its config: `{best / '.hydra' / 'config.yaml'}`" in search
+    assert f"- run: `{best}` (ok); its config: `{best / 'config.yaml'}`" in search
     assert "2_tiny" not in search
 
 

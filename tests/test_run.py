@@ -9,11 +9,14 @@ from conftest import QUICK, read_results, run_cli
 pytestmark = pytest.mark.slow
 
 
+LORA_RUN = ["strategy=lora", "objective=instruct"]
+
+
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("lora_run")
     overrides = [o for o in QUICK if not o.startswith("wandb.")] + ["wandb.mode=offline"]
-    code, out = run_cli(["strategy=lora", "objective=instruct", *overrides, f"hydra.run.dir={run_dir}"])
+    code, out = run_cli([*LORA_RUN, *overrides, f"hydra.run.dir={run_dir}"])
     assert code == 0, out[-3000:]
     return run_dir, out
 
@@ -125,3 +128,17 @@ def test_missing_model_folder_is_one_line(tmp_path):
     code, out = run_cli([*QUICK, "model=local", f"model.path={tmp_path}/nope", f"hydra.run.dir={tmp_path}/run"])
     assert code == 1 and "error:" in out and "Traceback" not in out
     assert read_results(tmp_path / "run")["status"] == "failed"
+
+
+def test_a_finished_run_is_kept_unless_overwrite(lora_run):
+    """Last in this file: it replaces lora_run's directory."""
+    run_dir, _ = lora_run
+    quick = [o for o in QUICK if not o.startswith("wandb.")]
+    args = [*LORA_RUN, *quick, "wandb.mode=offline", f"hydra.run.dir={run_dir}"]
+    ours = [p for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts and p.name != "ftlab.log"]
+    before = {p: p.read_bytes() for p in ours}
+    code, out = run_cli(args)
+    assert code == 1 and "holds a finished run (results.json status ok)" in out and "overwrite=true" in out
+    assert "Traceback" not in out and before == {p: p.read_bytes() for p in ours}
+    code, out = run_cli([*args, "overwrite=true"])
+    assert code == 0 and read_results(run_dir)["status"] == "ok"
