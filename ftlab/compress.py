@@ -216,8 +216,8 @@ def ptq_baseline(cfg, path, tokenizer, train_data, eval_data, rows, run_dir: Pat
 
     set_seed(cfg.seed)
     work = run_dir / "ptq_baseline"
-    model, peft_config = apply_strategy(load_base(cfg.model, cfg.quant, path), cfg.strategy)
-    args = trainer_args(cfg, work, "none", has_eval_data=eval_data is not None, checkpoints=False)
+    model, peft_config = apply_strategy(load_base(cfg.model, cfg.quant, path, dist_name=cfg.dist.name), cfg.strategy)
+    args = trainer_args(cfg, work, "none", has_eval_data=eval_data is not None, checkpoints=False, model=model)
     trainer, _ = build_trainer(cfg.objective.trainer, model, tokenizer, args, train_data, eval_data, peft_config,
                                cache=cfg.train.cache_tokenized, rewards=rewards)
     trainer.train()

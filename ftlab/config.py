@@ -1,10 +1,13 @@
 """The typed config schema (a wrong type or unknown key fails at composition) and the combinations that cannot train."""
 
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from ftlab.distributed import SHARDED, world_size
 
 
 @dataclass
@@ -26,8 +29,8 @@ class TinyConfig:
 class ModelConfig:
     name: str = MISSING  # short name used in run names
     path: str = MISSING  # hub id, local Hugging Face folder, or "tiny" (built locally)
-    dtype: str = "float32"  # float32 | bfloat16 | float16
-    attn_implementation: str = "sdpa"
+    dtype: str = "auto"  # auto (bfloat16 on GPUs that have it, else float16; float32 on CPU) | float32 | ...
+    attn_implementation: str = "auto"  # auto: flash_attention_2 when installed, on a GPU, in 16 bits; else sdpa
     target_modules: List[str] = field(default_factory=list)  # linear layers that LoRA/DoRA/IA3 adapt
     feedforward_modules: List[str] = field(default_factory=list)  # IA3 scales these on their input
     chat_template: Optional[str] = None  # a .jinja file; None: the tokenizer's own
@@ -124,13 +127,24 @@ class OptimizerConfig:
 
 
 @dataclass
+class DistConfig:
+    """How many processes train, and how the model is split among them (conf/dist/)."""
+
+    name: str = "none"
+    args: Dict[str, Any] = field(default_factory=dict)  # TrainingArguments fields: ddp_*, fsdp, fsdp_config, deepspeed
+
+
+@dataclass
 class TrainConfig:
     epochs: float = 3.0
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 16
     grad_accum: int = 1
     max_length: int = 256
-    gradient_checkpointing: bool = False  # less memory, 25-40% slower
+    gradient_checkpointing: Optional[bool] = None  # None: on for models over 1B parameters (less memory, slower)
+    packing: Optional[bool] = None  # several examples per row (TRL's bfd packing); None: raw text only
+    padding_free: Optional[bool] = None  # None: on with flash attention (no padding computed), off otherwise
+    liger: Optional[bool] = None  # Liger kernels; None: on when liger-kernel is installed and training on CUDA
     logging_steps: int = 10
     eval_steps: float = 0.1  # eval loss on held-out answers: < 1 a fraction of training, >= 1 steps, 0 never
     cache_tokenized: bool = True  # reuse the tokenized dataset of an earlier run with the same data and tokenizer
@@ -166,6 +180,7 @@ class Config:
     data: DataConfig = MISSING
     quant: QuantConfig = MISSING
     optimizer: OptimizerConfig = MISSING
+    dist: DistConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
@@ -194,14 +209,22 @@ def incompatibility(cfg) -> str | None:
         return f"strategy=adapter trains on a float base; with quant={cfg.quant.name} use strategy=lora (QLoRA)"
     if cfg.strategy.name == "dora" and cfg.quant.name == "8bit" and not _cuda():
         return "strategy=dora with quant=8bit fails on CPU (bitsandbytes 0.50 loses the int8 scales): use quant=4bit"
-    if cfg.strategy.name == "ia3" and quantized and cfg.model.dtype != "float32":
+    if cfg.strategy.name == "ia3" and quantized and dtype_name(cfg.model) != "float32":
         return (
             f"strategy=ia3 on a {cfg.quant.name} base needs model.dtype=float32 (PEFT's IA3 then gives float32 "
-            f"keys and values beside {cfg.model.dtype} queries, which attention refuses)"
+            f"keys and values beside {dtype_name(cfg.model)} queries, which attention refuses)"
         )
     if cfg.objective.trainer == "reward" and (cfg.strategy.kind == "adapter" or cfg.strategy.name in PROMPT_METHODS):
         return f"objective=reward trains a score head with strategy=full, freeze, lora or dora, not {cfg.strategy.name}"
     target = (cfg.strategy.peft or {}).get("_target_", "")
+    if cfg.dist.name == "none" and world_size() > 1:
+        return (f"launched with {world_size()} processes but dist=none: add dist=ddp (or fsdp, deepspeed_zero2, "
+                "deepspeed_zero3)")
+    if cfg.dist.name in SHARDED and not _cuda():
+        return (f"dist={cfg.dist.name} shards the model across CUDA GPUs, and accelerate runs it on GPUs only (on CPUs "
+                "it would silently be plain data parallel): use dist=ddp here")
+    if cfg.dist.name.startswith("deepspeed") and find_spec("deepspeed") is None:
+        return f"dist={cfg.dist.name} needs DeepSpeed, which is not installed: pip install deepspeed (or use dist=fsdp)"
     if target.endswith("PrefixTuningConfig") and cfg.train.gradient_checkpointing:
         return "strategy=prefix cannot run with train.gradient_checkpointing=true (PEFT's prefix cache breaks it)"
     compressing = cfg.quant.get("qat") is not None or cfg.quant.get("sparsity") is not None
@@ -217,6 +240,31 @@ def incompatibility(cfg) -> str | None:
     return None
 
 
+def dtype_name(model_cfg) -> str:
+    """model.dtype with auto resolved: bfloat16 on a GPU that has it, float16 on an older one, float32 on a CPU."""
+    return resolve_dtype(model_cfg.dtype)
+
+
+def resolve_dtype(name: str) -> str:
+    """The `dtype` resolver too: ${dtype:${model.dtype}} in a config is the dtype the run really uses."""
+    if name != "auto":
+        return name
+    import torch
+
+    if not torch.cuda.is_available():
+        return "float32"
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
+def attention_name(model_cfg) -> str:
+    """model.attn_implementation with auto resolved: flash attention where it is installed and can run, else SDPA."""
+    if model_cfg.attn_implementation != "auto":
+        return model_cfg.attn_implementation
+    if _cuda() and dtype_name(model_cfg) != "float32" and find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def _cuda() -> bool:
     import torch
 
@@ -224,4 +272,10 @@ def _cuda() -> bool:
 
 
 def register() -> None:
+    from omegaconf import OmegaConf
+
+    from ftlab.distributed import start_time
+
     ConfigStore.instance().store(name="ftlab_schema", node=Config)
+    OmegaConf.register_new_resolver("start_time", start_time, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("dtype", resolve_dtype, replace=True)

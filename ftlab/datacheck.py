@@ -79,7 +79,7 @@ def check(cfg, out: Path, gpu_tflops: float) -> str:
         "tokens": {name: summary(values) for name, values in lengths.items()},
         "max_length": max_length, "truncated": sum(n > max_length for n in total),
         "epoch": {"examples": len(prepared), "tokens": epoch_tokens, "trained_tokens": sum(trained),
-                  "packed": bool(cfg.objective.args.get("packing"))},
+                  "packed": "seq_lengths" in prepared.column_names},
         "compute": {"params": params, "epochs": cfg.train.epochs, "flops": flops, "gpu_tflops": gpu_tflops,
                     "hours": flops / (gpu_tflops * 1e12) / 3600},
     }

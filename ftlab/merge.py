@@ -56,6 +56,7 @@ def merge_run(run_dir: Path, out_dir: Path) -> dict:
     """Base + what the run trained, as one model in the base dtype (a 4-bit run merges into the de-quantized base:
     the adapter was trained against NF4 weights, so outputs differ slightly from the quantized run), with the
     tokenizer and chat template, in safetensors. Returns the provenance written to ftlab_merge.json."""
+    from ftlab.config import dtype_name
     from ftlab.model import load_base, load_tokenizer, model_path
 
     cfg = run_config(run_dir)
@@ -91,9 +92,9 @@ def merge_run(run_dir: Path, out_dir: Path) -> dict:
         "strategy": name,
         "objective": cfg.objective.name,
         "head": head,
-        "dtype": cfg.model.dtype,
+        "dtype": dtype_name(cfg.model),
         "quantized_run": cfg.quant.name,
-        "note": f"merged into the de-quantized ({cfg.model.dtype}) base" if cfg.quant.get("bnb") else
+        "note": f"merged into the de-quantized ({dtype_name(cfg.model)}) base" if cfg.quant.get("bnb") else
         "bottleneck adapters kept as modules: load with trust_remote_code=True" if kind == "adapter" else "",
     }
     (out_dir / "ftlab_merge.json").write_text(json.dumps(provenance, indent=2) + "\n")

@@ -62,10 +62,13 @@ def explained_load_errors(path: str):
         raise
 
 
-def load_base(model_cfg, quant_cfg, path: str, head: str = "causal_lm"):
+def load_base(model_cfg, quant_cfg, path: str, head: str = "causal_lm", dist_name: str = "none"):
     """The model to train: a causal LM, or for head="reward" the same network with a one-score head (a reward
-    model: the head starts random, the body from the base)."""
+    model: the head starts random, the body from the base). dist_name: where the weights go (distributed.py)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
+
+    from ftlab.config import attention_name, dtype_name
+    from ftlab.distributed import device_map
 
     quantization = BitsAndBytesConfig(**OmegaConf.to_container(quant_cfg.bnb, resolve=True)) if quant_cfg.bnb else None
     auto_class, extra = AutoModelForCausalLM, {}
@@ -78,11 +81,11 @@ def load_base(model_cfg, quant_cfg, path: str, head: str = "causal_lm"):
             path,
             **extra,
             revision=model_cfg.revision,
-            dtype=DTYPES[model_cfg.dtype],
-            attn_implementation=model_cfg.attn_implementation,
+            dtype=DTYPES[dtype_name(model_cfg)],
+            attn_implementation=attention_name(model_cfg),
             trust_remote_code=model_cfg.trust_remote_code,
             use_safetensors=not model_cfg.get("allow_pickle", False),  # a pickle can run code when unpickled
-            device_map="auto" if torch.cuda.is_available() else None,
+            device_map=device_map(dist_name),
         )
     guard_4bit_cpu_gradients(model)
     if head == "reward" and model.config.pad_token_id is None:

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -17,7 +16,7 @@ from ftlab.config import incompatibility, register
 from ftlab.paths import PROJECT_ROOT
 
 log = logging.getLogger("ftlab")
-GROUPS = ("model", "strategy", "objective", "data", "quant", "optimizer")
+GROUPS = ("model", "strategy", "objective", "data", "quant", "optimizer", "dist")
 PAIRED = ("reward", "dpo", "orpo")  # objectives whose held-out data are preference pairs
 # The eval numbers a results.json carries, for the fine-tuned model and (base_...) the base.
 SCALARS = ("loss", "perplexity", "answer_accuracy", "pairs", "pairwise_accuracy", "mean_margin", "reward")
@@ -32,7 +31,9 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.output_dir or hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     # Under accelerate/torchrun every rank runs this script; only rank 0 writes results, weights and W&B logs.
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    from ftlab.distributed import rank, share
+
+    is_main = rank() == 0
     from ftlab.checkpoints import Interrupted, claim_run_dir, failure, plain_reason, resume_command
     from ftlab.tracking import hide, hide_in_files, redact, secret_values, write_json
 
@@ -52,23 +53,27 @@ def main(cfg: DictConfig) -> float | None:
         "safety": {"trust_remote_code": cfg.model.trust_remote_code, "allow_pickle": cfg.model.allow_pickle},
     }
     results_path = run_dir / "results.json"
-    try:
+    action, checkpoint = "error", None
+    try:  # rank 0 decides (the other ranks take its decision): two processes never race over one directory
         if is_main:
             hide_in_files(hydra_files, secrets)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # A finished run is never replaced unless asked; an unfinished one resumes only with its own settings.
-        action, checkpoint = claim_run_dir(run_dir, cfg, config_yaml, multirun)
-        if action == "finished":
-            log.info("%s finished earlier: kept (overwrite=true replaces it)", run_dir)
-            return metric_value(json.loads(results_path.read_text()), cfg.metric)
-        if checkpoint:
-            results["resumed_from"] = str(checkpoint)
-            log.info("resuming from %s", checkpoint)
-        if is_main:
-            (run_dir / "config.yaml").write_text(config_yaml)
-            write_json(results_path, results)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            # A finished run is never replaced unless asked; an unfinished one resumes only with its own settings.
+            action, checkpoint = claim_run_dir(run_dir, cfg, config_yaml, multirun)
+            if action != "finished":
+                (run_dir / "config.yaml").write_text(config_yaml)
+                write_json(results_path, {**results, "resumed_from": str(checkpoint)} if checkpoint else results)
     except (ValueError, OSError) as err:  # a finished run, config drift, an output directory that cannot be written
-        message = f"{run_dir}: cannot write ({err.strerror})" if isinstance(err, OSError) and err.strerror else err
+        checkpoint = f"{run_dir}: cannot write ({err.strerror})" if isinstance(err, OSError) and err.strerror else err
+    action, checkpoint = share((action, checkpoint))
+    if action == "finished":
+        log.info("%s finished earlier: kept (overwrite=true replaces it)", run_dir)
+        return metric_value(json.loads(results_path.read_text()), cfg.metric)
+    if checkpoint and action == "resume":
+        results["resumed_from"] = str(checkpoint)
+        log.info("resuming from %s", checkpoint)
+    if action == "error":
+        message = checkpoint
         if multirun:
             log.error("run %s not started: %s", cfg.run_name, message)
             return None
@@ -84,7 +89,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         results.update(train_and_evaluate(cfg, run_dir, is_main, multirun, hydra_cfg, checkpoint, secrets))
     except (Exception, KeyboardInterrupt) as err:
-        _close_wandb()
+        from ftlab.tracking import close_failed_run
+
+        close_failed_run()
         status, reason = failure(cfg, err, run_dir)
         if is_main:
             try:
@@ -122,17 +129,6 @@ def main(cfg: DictConfig) -> float | None:
     return metric_value(results, cfg.metric)
 
 
-def reference_model(cfg: DictConfig, trainer_name: str) -> str | None:
-    """What DPO/KTO/ORPO compare the policy with: recorded, since it decides memory and results."""
-    if trainer_name not in ("dpo", "kto"):
-        return None
-    if cfg.objective.reference == "precompute":
-        return "log-probabilities of the starting model, computed once before training"
-    if cfg.strategy.kind == "peft":
-        return "the policy with its adapter disabled (no second model in memory)"
-    return "a frozen copy of the starting model"
-
-
 def metric_value(results: dict, dotted: str) -> float | None:
     value = results
     for part in dotted.split("."):
@@ -140,15 +136,14 @@ def metric_value(results: dict, dotted: str) -> float | None:
     return value
 
 
-def _close_wandb() -> None:
-    """A run that failed mid-way closes its W&B run as failed, so the next run of a sweep starts a fresh one."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.run.finish(exit_code=1)
-
-
 def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: bool, hydra_cfg,
                        checkpoint: Path | None, secrets: set) -> dict:
+    # Per-run overhead, phase by phase (results.json's `phases_s`): what a sweep pays for each run besides training.
+    phases, clock = {}, [time.perf_counter()]
+
+    def phase(name: str) -> None:
+        phases[name], clock[0] = round(time.perf_counter() - clock[0], 3), time.perf_counter()
+
     # Heavy imports here, not at module level: `python -m ftlab --help` and `--cfg job` stay instant.
     # peft imports torchao, which warns about CUDA kernels it cannot load on a CPU machine: noise, not news.
     for noisy in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
@@ -163,9 +158,11 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     from ftlab.model import apply_strategy, count_params, load_base, load_tokenizer, model_path, save_trained
     from ftlab.reward_eval import pairwise_accuracy, score_answers
     from ftlab.tracking import environment, log_eval, start_wandb, write_json
-    from ftlab.train import ONLINE, build_trainer, loss_history, peak_memory_mb, reset_peak_memory, reward_functions
-    from ftlab.train import trainer_args
+    from ftlab.distributed import describe
+    from ftlab.train import ONLINE, build_trainer, loss_history, peak_memory_mb, performance, reset_peak_memory
+    from ftlab.train import reference_model, reward_functions, trainer_args
 
+    phase("imports")
     # A preset's placeholder (`model.path: <the SFT run directory>`) must be replaced on the command line.
     for key in ("model.path", "eval.reward_model", "objective.reward_model"):
         value = OmegaConf.select(cfg, key)
@@ -197,11 +194,14 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
         raise ValueError("data.eval_pairs: objective=reward needs held-out preference pairs to be judged on")
     eval_data = pairs if trainer_name in PAIRED else validation if validation is not None else \
         eval_dataset(rows, cfg.objective.data_format, system_prompt)
+    phase("data")
 
     # 2. The base model, quantized as the run asks, evaluated before anything changes it: the "before" numbers.
-    model = load_base(cfg.model, cfg.quant, path, "reward" if reward_model else "causal_lm")
+    model = load_base(cfg.model, cfg.quant, path, "reward" if reward_model else "causal_lm", cfg.dist.name)
+    phase("model_load")
     base = pairwise_accuracy(model, tokenizer, pairs) if reward_model else \
         evaluate(model, tokenizer, rows, system_prompt, cfg.eval)
+    phase("base_eval")
 
     # 2b. torchao works on the plain layers, before a PEFT adapter wraps them: QAT swaps the blocks' linear layers for
     # fake-quantized ones (training then sees the int rounding); sparsity computes fixed masks for them.
@@ -219,10 +219,12 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     tags = [f"{g}={hydra_cfg.runtime.choices.get(g)}" for g in GROUPS] + list(cfg.wandb.tags)
     wandb_run = start_wandb({**plain_cfg, "environment": env}, cfg.wandb, run_dir, cfg.run_name, group, tags) \
         if is_main else None
-    args = trainer_args(cfg, run_dir, "wandb" if wandb_run else "none", has_eval_data=eval_data is not None)
+    args = trainer_args(cfg, run_dir, "wandb" if wandb_run else "none", has_eval_data=eval_data is not None,
+                        model=model)
     trainer, data_record = build_trainer(trainer_name, model, tokenizer, args, train_data, eval_data, peft_config,
                                          cache=cfg.train.cache_tokenized, rewards=rewards)
     params = count_params(trainer.model)
+    phase("trainer_setup")
 
     # A validation split (data.validation_split) is judged by the trainer's own eval loss, before and after.
     base_validation = trainer.evaluate()["eval_loss"] if validation is not None else None
@@ -239,6 +241,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
                           f"{run_dir / 'checkpoints' / f'checkpoint-{trainer.state.global_step}'}")
     train_peak = peak_memory_mb()
     history = loss_history(trainer.state.log_history)
+    phase("train")
 
     # 4b. What ships: QAT's converted int model, or the sparse model with its masks folded in (and checked).
     final, compressed = compress.finish(trainer.model, cfg.quant, compression, tokenizer, run_dir)
@@ -253,6 +256,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
         if cfg.eval.reward_model and rows:
             tuned["reward"] = score_answers(cfg.eval.reward_model, rows, system_prompt, base["answers"],
                                             tuned["answers"], cfg.eval.batch_size)
+
+    phase("eval")
 
     # 6. Save what trained and the records; the base model stays where it came from.
     out = {
@@ -276,6 +281,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
             "peak_memory_mb": peak_memory_mb(),
         },
         "compression": compressed,
+        "performance": performance(args, trainer.model),
+        "phases_s": phases,
+        "distributed": describe(cfg.dist.name, trainer),
         "history": history,
         "reference": reference_model(cfg, trainer_name),
         "data": {**data_record, "preparation": data_prep},
@@ -293,6 +301,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
         save_trained(final, tokenizer, cfg.strategy, run_dir / "model")
         out["saved"] = {"path": "model", "bytes": sum(f.stat().st_size for f in (run_dir / "model").rglob("*")
                                                       if f.is_file())}
+        phase("save")
         write_json(run_dir / "answers.json", {"answers": answers})
         write_json(run_dir / "failures.json", {"failures": worst_failures(answers, cfg.eval.num_failures)})
         metrics = {f"eval/{k}": v for k, v in out["eval"].items() if isinstance(v, (int, float))}

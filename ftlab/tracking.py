@@ -240,3 +240,10 @@ def print_summary(results: dict, run_dir: Path) -> None:
                   f"  base:       {s['base_answer']}", f"  fine-tuned: {s['tuned_answer']}"]
     lines.append(f"results: {run_dir / 'results.json'}")
     print("\n".join(line for line in lines if line), flush=True)
+
+
+def close_failed_run() -> None:
+    """A run that failed mid-way closes its W&B run as failed, so the next run of a sweep starts a fresh one."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.run.finish(exit_code=1)

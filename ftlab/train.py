@@ -9,6 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -40,13 +41,32 @@ DATA_ARGS = ("max_length", "packing", "packing_strategy", "padding_free", "compl
              "assistant_only_loss", "dataset_text_field", "eos_token", "pad_token", "eval_packing", "truncation_mode")
 
 
-def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: bool, checkpoints: bool = True):
-    """The objective's TRL config (SFTConfig, DPOConfig, ...) from the train, optimizer and objective groups;
-    precision follows the hardware."""
+def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: bool, checkpoints: bool = True,
+                 model=None):
+    """The objective's TRL config (SFTConfig, DPOConfig, ...) from the train, optimizer, objective and dist groups;
+    precision, kernels and memory savers follow the hardware and the model (performance() records what was used)."""
     import torch
 
+    from ftlab.config import attention_name, dtype_name
+
     _, config_class = trl_classes(cfg.objective.trainer)
+    fields = {f.name for f in dataclasses.fields(config_class)}
     cuda = torch.cuda.is_available()
+    dtype, attention, t = dtype_name(cfg.model), attention_name(cfg.model), cfg.train
+    big = model is not None and sum(p.numel() for p in model.parameters()) > 1e9
+    # auto settings: each one on where it helps. Gradient checkpointing trades 25-40% speed for activation memory,
+    # which only large models need; packing suits raw text (documents cut to fill rows), while for question/answer
+    # pairs it changes how many examples a step sees (opt in); padding-free batches need flash attention's
+    # variable-length kernels (SDPA would attend across the whole flattened batch); Liger kernels exist on CUDA only;
+    # fused AdamW (one kernel for all parameters) runs on CUDA and CPU alike.
+    auto = {
+        "activation_checkpointing": big and cfg.strategy.name != "prefix" if t.gradient_checkpointing is None
+        else t.gradient_checkpointing,
+        "packing": cfg.objective.data_format == "text" if t.packing is None else t.packing,
+        "padding_free": attention.startswith("flash") if t.padding_free is None else t.padding_free,
+        "use_liger_kernel": cuda and find_spec("liger_kernel") is not None if t.liger is None else t.liger,
+        "optim": "adamw_torch_fused" if cfg.optimizer.optim == "adamw_torch" else cfg.optimizer.optim,
+    }
     evaluating = has_eval_data and cfg.train.eval_steps > 0
     common = dict(
         output_dir=str(run_dir / "checkpoints"),
@@ -55,8 +75,7 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
         per_device_train_batch_size=cfg.train.batch_size,
         gradient_accumulation_steps=cfg.train.grad_accum,
         max_length=cfg.train.max_length,
-        activation_checkpointing=cfg.train.gradient_checkpointing,
-        optim=cfg.optimizer.optim,
+        **auto,
         optim_args=cfg.optimizer.optim_args,
         learning_rate=cfg.optimizer.lr,
         weight_decay=cfg.optimizer.weight_decay,
@@ -64,8 +83,8 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
         warmup_steps=cfg.optimizer.warmup,
         max_grad_norm=cfg.optimizer.max_grad_norm,
         use_cpu=not cuda,  # trl defaults to bf16, which fails on CPU
-        bf16=cuda and cfg.model.dtype == "bfloat16",
-        fp16=cuda and cfg.model.dtype == "float16",
+        bf16=cuda and dtype == "bfloat16",
+        fp16=cuda and dtype == "float16",
         logging_steps=cfg.train.logging_steps,
         logging_first_step=True,
         # The held-out answers in the objective's own format: an eval-loss curve beside the training curve.
@@ -87,12 +106,46 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
     )
     if cfg.objective.reference == "precompute":
         common["precompute_ref_log_probs"] = True  # no reference model in memory while training
-    if "max_length" not in {f.name for f in dataclasses.fields(config_class)}:
+    if "max_length" not in fields:
         del common["max_length"]  # online RL bounds prompt and completion lengths in objective.args instead
+    if "packing" not in fields:  # only SFT-style trainers pack (several examples per row, TRL's bfd packing)
+        if common.pop("packing"):
+            raise ValueError(f"train.packing: objective={cfg.objective.name} cannot pack examples (only sft-style do)")
+    if "padding_free" not in fields:
+        del common["padding_free"]
     try:
-        return config_class(**common, **OmegaConf.to_container(cfg.objective.args, resolve=True))
+        return config_class(**common, **OmegaConf.to_container(cfg.dist.args, resolve=True),
+                            **OmegaConf.to_container(cfg.objective.args, resolve=True))
     except TypeError as err:  # a key the TRL config does not have
         raise ValueError(f"objective.args: {err}") from None
+
+
+def performance(args, model) -> dict:
+    """What a run's speed and memory depend on, as the trainer used it: results.json's `performance`."""
+    precision = "bf16 mixed" if args.bf16 else "fp16 mixed" if args.fp16 else "fp32"
+    return {
+        "precision": precision,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "attention": getattr(model.config, "_attn_implementation", None),
+        "gradient_checkpointing": args.activation_checkpointing,
+        "packing": getattr(args, "packing", False),
+        "padding_free": getattr(args, "padding_free", False),  # packed rows stay rows (block-diagonal) when false
+        "optimizer": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
+        "liger_kernel": args.use_liger_kernel,
+        "batch_size": args.per_device_train_batch_size,
+        "grad_accum": args.gradient_accumulation_steps,
+    }
+
+
+def reference_model(cfg: DictConfig, trainer_name: str) -> str | None:
+    """What DPO/KTO/ORPO compare the policy with: recorded, since it decides memory and results."""
+    if trainer_name not in ("dpo", "kto"):
+        return None
+    if cfg.objective.reference == "precompute":
+        return "log-probabilities of the starting model, computed once before training"
+    if cfg.strategy.kind == "peft":
+        return "the policy with its adapter disabled (no second model in memory)"
+    return "a frozen copy of the starting model"
 
 
 def reward_functions(objective_cfg) -> tuple:
@@ -162,6 +215,10 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
         peft_config=peft_config,
         callbacks=callbacks(),
     )
+    if args.packing and not args.padding_free:
+        # TRL flattens packed batches into one row for flash attention's variable-length kernels; SDPA and eager
+        # would attend to that row as a whole (measured 3x slower than unpacked on CPU), so the rows stay rows.
+        trainer.data_collator = packed_rows_collator(tokenizer.pad_token_id)
     if cache and not hit:
         splits = {"train": trainer.train_dataset}
         if trainer.eval_dataset is not None:
@@ -169,6 +226,21 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
         _save_atomically(DatasetDict(splits), folder)
     record = {"cache": "hit" if hit else ("miss" if cache else "off"), "trainer_setup_s": time.perf_counter() - started}
     return trainer, record
+
+
+def packed_rows_collator(pad_token_id: int):
+    """Batches of packed rows as rows: position ids restart at each document and, with no attention mask,
+    transformers masks every row block-diagonally, so no document attends to, or predicts from, another."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    class PackedRows(DataCollatorForLanguageModeling):
+        def torch_call(self, examples):
+            batch = super().torch_call(examples)
+            del batch["attention_mask"]  # the position ids mark the documents
+            batch["labels"][batch["position_ids"] == 0] = -100  # a first token is not predicted from the last one
+            return batch
+
+    return PackedRows(pad_token_id=pad_token_id, return_position_ids=True)
 
 
 def _prepared_key(tokenizer, args, train_data, eval_data) -> str:

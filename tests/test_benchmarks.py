@@ -1,0 +1,56 @@
+"""The ftlab-vs-TRL benchmark runs end to end (a few steps) and writes every case's figures; no speed thresholds."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ftlab.paths import PROJECT_ROOT
+
+
+@pytest.mark.slow
+def test_benchmark_writes_cases_and_ratios(tiny_path, tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/trl_vs_ftlab.py", "--case", "all", "--steps", "2", "--repeats", "1",
+         "--warmup-steps", "0", "--out", str(out)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    result = json.loads(out.read_text())
+    cases = result["cases"]
+    assert {"cpu", "cpu_variable_length"} <= set(cases)
+    for name in ("cpu", "cpu_variable_length"):
+        variants = cases[name]["variants"]
+        assert {"ftlab", "trl"} <= set(variants)
+        for label, figures in variants.items():
+            assert "error" not in figures, f"{name}/{label}: {figures.get('error')}"
+            assert figures["steps"] == 2 and figures["tokens"] > 0 and figures["tokens_per_s"] > 0
+            assert figures["peak_memory_mb"] > 0
+        assert cases[name]["ratio"]["tokens_per_s"] > 0 and cases[name]["ratio"]["peak_memory"] > 0
+        # Same rows, steps, batch and seed: both sides see the same tokens.
+        assert variants["ftlab"]["tokens"] == variants["trl"]["tokens"]
+    assert cases["cpu_variable_length"]["packing_speedup"]["tokens_per_s"] > 0
+    assert "gpu" in cases or "gpu_lora" in cases  # skipped without CUDA, measured with it
+    assert result["versions"]["trl"] and result["machine"]["cores"]
+    assert "| ftlab |" in proc.stdout  # the markdown table
+
+
+@pytest.mark.slow
+def test_gpu_case_code_runs_on_a_small_llama_here(tmp_path):
+    """The GPU case's path (a random-initialised Llama, LoRA and full, both sides, MFU), on a small shape on CPU:
+    it cannot be timed here, but it must not first fail on the day a GPU is lent."""
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from benchmarks.trl_vs_ftlab import llama_cases
+
+    small = dict(vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=256)
+    cases = llama_cases(steps=2, batch=2, repeats=1, warmup=0, folder=tmp_path, peak_tflops=1.0, dims=small,
+                        max_length=128)
+    assert set(cases) == {"gpu_lora", "gpu_full"}
+    for case in cases.values():
+        for label, figures in case["variants"].items():
+            assert "error" not in figures, f"{label}: {figures.get('error')}"
+            assert figures["steps"] == 2 and figures["mfu"] > 0
+        assert case["ratio"]["tokens_per_s"] > 0 and case["matmul_params"] > 0
