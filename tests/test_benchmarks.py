@@ -13,8 +13,8 @@ from ftlab.paths import PROJECT_ROOT
 def test_benchmark_writes_cases_and_ratios(tiny_path, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/trl_vs_ftlab.py", "--case", "all", "--steps", "2", "--repeats", "1",
-         "--warmup-steps", "0", "--out", str(out)],
+        [sys.executable, "benchmarks/trl_vs_ftlab.py", "--case", "all", "--steps", "2", "--batch-size", "4",
+         "--repeats", "1", "--warmup-steps", "0", "--out", str(out)],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]

@@ -26,7 +26,8 @@ def test_run_writes_results_weights_and_config(lora_run):
     results = read_results(run_dir)
     assert results["status"] == "ok"
     assert results["choices"] == {"model": "tiny", "strategy": "lora", "objective": "instruct", "data": "hr",
-                                  "quant": "none", "optimizer": "adamw"}
+                                  "quant": "none", "optimizer": "adamw",
+                                  "dist": "none"}
     for key in ("loss", "perplexity", "answer_accuracy", "base_loss", "base_answer_accuracy"):
         assert isinstance(results["eval"][key], float), key
     assert 0 < results["params"]["trainable"] < results["params"]["total"]
