@@ -76,6 +76,15 @@ def shared_run(tmp_path_factory):
     return run_dir
 
 
+def pytest_configure(config):
+    """Build the tiny model before pytest-xdist starts its workers, with every core: the workers run one thread
+    each, and all of them would wait for the first one to build it."""
+    if config.getoption("numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        from ftlab.model import model_path
+
+        model_path(compose_cfg().model)
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

@@ -12,18 +12,18 @@ STEPS = [o for o in QUICK if not o.startswith("train.max_steps")] + ["train.max_
 
 
 def test_same_config_and_seed_give_the_same_losses(tmp_path):
-    """Reproducibility on CPU: the cached tokenized data gives exactly what fresh preparation gives."""
-    histories = {}
-    for name, extra in [("fresh", ["train.cache_tokenized=false"]), ("cached", []), ("cached_again", []),
-                        ("other_seed", ["seed=7"])]:
-        code, out = run_cli([*STEPS, "strategy=lora", *extra, f"hydra.run.dir={tmp_path / name}"])
-        assert code == 0, out[-3000:]
-        histories[name] = read_results(tmp_path / name)["history"]
-    assert len(histories["fresh"]["train"]) == 6 and len(histories["fresh"]["eval"]) >= 5
-    assert histories["fresh"] == histories["cached"] == histories["cached_again"]
-    assert histories["other_seed"]["train"] != histories["fresh"]["train"]  # the check can fail
-    assert read_results(tmp_path / "cached_again")["data"]["cache"] == "hit"
-    assert read_results(tmp_path / "fresh")["data"]["cache"] == "off"
+    """Reproducibility on CPU: a fresh process and the runs of one sweep process (seed 42 twice, then 7) give the
+    same losses for the same seed, and the cached tokenized data gives exactly what fresh preparation gives."""
+    code, out = run_cli([*STEPS, "strategy=lora", "train.cache_tokenized=false", f"hydra.run.dir={tmp_path / 'fresh'}"])
+    assert code == 0, out[-3000:]
+    code, out = run_cli(["-m", *STEPS, "strategy=lora", "seed=42,42,7", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert code == 0, out[-3000:]
+    cached, cached_again, other_seed = [read_results(p) for p in sorted((tmp_path / "sweep").glob("[0-9]_*"))]
+    fresh = read_results(tmp_path / "fresh")
+    assert len(fresh["history"]["train"]) == 6 and len(fresh["history"]["eval"]) >= 5
+    assert fresh["history"] == cached["history"] == cached_again["history"]
+    assert other_seed["history"]["train"] != fresh["history"]["train"]  # the check can fail
+    assert (fresh["data"]["cache"], cached_again["data"]["cache"]) == ("off", "hit")
 
 
 def test_each_run_records_how_to_reproduce_it(tmp_path):
