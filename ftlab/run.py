@@ -53,31 +53,31 @@ def main(cfg: DictConfig) -> float | None:
         "safety": {"trust_remote_code": cfg.model.trust_remote_code, "allow_pickle": cfg.model.allow_pickle},
     }
     results_path = run_dir / "results.json"
-    action, checkpoint = "error", None
+    action, detail = "error", None  # detail: the checkpoint to resume from, or what went wrong
     try:  # rank 0 decides (the other ranks take its decision): two processes never race over one directory
         if is_main:
             hide_in_files(hydra_files, secrets)
             run_dir.mkdir(parents=True, exist_ok=True)
             # A finished run is never replaced unless asked; an unfinished one resumes only with its own settings.
-            action, checkpoint = claim_run_dir(run_dir, cfg, config_yaml, multirun)
+            action, detail = claim_run_dir(run_dir, cfg, config_yaml, multirun)
             if action != "finished":
                 (run_dir / "config.yaml").write_text(config_yaml)
-                write_json(results_path, {**results, "resumed_from": str(checkpoint)} if checkpoint else results)
+                write_json(results_path, {**results, "resumed_from": str(detail)} if detail else results)
     except (ValueError, OSError) as err:  # a finished run, config drift, an output directory that cannot be written
-        checkpoint = f"{run_dir}: cannot write ({err.strerror})" if isinstance(err, OSError) and err.strerror else err
-    action, checkpoint = share((action, checkpoint))
+        detail = f"{run_dir}: cannot write ({err.strerror})" if isinstance(err, OSError) and err.strerror else err
+    action, detail = share((action, detail))
     if action == "finished":
         log.info("%s finished earlier: kept (overwrite=true replaces it)", run_dir)
         return metric_value(json.loads(results_path.read_text()), cfg.metric)
-    if checkpoint and action == "resume":
+    if action == "error":
+        if multirun:
+            log.error("run %s not started: %s", cfg.run_name, detail)
+            return None
+        raise SystemExit(f"error: {detail}") from None
+    checkpoint = detail  # a checkpoint-N folder when resuming, else None
+    if checkpoint:
         results["resumed_from"] = str(checkpoint)
         log.info("resuming from %s", checkpoint)
-    if action == "error":
-        message = checkpoint
-        if multirun:
-            log.error("run %s not started: %s", cfg.run_name, message)
-            return None
-        raise SystemExit(f"error: {message}") from None
     reason = incompatibility(cfg)
     if reason:
         if is_main:
