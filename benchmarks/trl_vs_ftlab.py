@@ -71,6 +71,9 @@ def trl_trainer(model_dir: str, train_data, steps: int, batch: int, lr: float, m
     weights on a GPU, and no checkpoints. include_num_input_tokens_seen only counts tokens as ftlab's trainer does."""
     from trl import SFTConfig, SFTTrainer
 
+    from ftlab.speedups import labelled_logits_only, lm_head_positions
+
+    labelled_logits_only(False)  # TRL's own LM-head path (ftlab's CPU switch is process-wide, set by ftlab's side)
     cuda = torch.cuda.is_available()
     config = SFTConfig(output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=batch,
                        learning_rate=lr, max_length=max_length, seed=seed, report_to="none", save_strategy="no",
@@ -85,7 +88,8 @@ def trl_trainer(model_dir: str, train_data, steps: int, batch: int, lr: float, m
     settings = {"gradient_checkpointing": config.activation_checkpointing, "bf16": config.bf16,
                 "dtype": str(next(trainer.model.parameters()).dtype).removeprefix("torch."),
                 "attention": trainer.model.config._attn_implementation,
-                "optimizer": str(getattr(config.optim, "value", config.optim)), "packing": config.packing}
+                "optimizer": str(getattr(config.optim, "value", config.optim)), "packing": config.packing,
+                "lm_head_positions": lm_head_positions(next(trainer.model.parameters()).device)}
     return trainer, settings
 
 
@@ -116,11 +120,14 @@ def cpu_cases(steps: int, batch: int, repeats: int, warmup: int, folder: Path) -
     case = run_case("cpu", {
         "ftlab": ftlab_side([]),
         "ftlab_checkpointing": ftlab_side(["train.gradient_checkpointing=true"]),
+        "ftlab_all_positions": ftlab_side(["train.labelled_logits_only=false"]),
         "trl": trl_side(),
-    }, repeats, warmup, "tiny model, shipped HR data: ftlab defaults (no gradient checkpointing below 1B parameters) "
-                        "and with train.gradient_checkpointing=true (TRL's default) vs the TRL script")
+    }, repeats, warmup, "tiny model, shipped HR data: ftlab defaults (no gradient checkpointing below 1B parameters, "
+                        "LM head on labelled positions only), with train.gradient_checkpointing=true (TRL's default) "
+                        "and with train.labelled_logits_only=false (TRL's CPU LM-head path) vs the TRL script")
     case.update(ratio=ratio(case, "ftlab", "trl"),
-                ratio_checkpointing=ratio(case, "ftlab_checkpointing", "trl"))
+                ratio_checkpointing=ratio(case, "ftlab_checkpointing", "trl"),
+                ratio_all_positions=ratio(case, "ftlab_all_positions", "trl"))
     cases = {"cpu": case}
 
     data = [f"data.train.prompt_completion={variable_length_data(folder, 10)}"]

@@ -145,6 +145,7 @@ class TrainConfig:
     packing: Optional[bool] = None  # several examples per row (TRL's bfd packing); None: raw text only
     padding_free: Optional[bool] = None  # None: on with flash attention (no padding computed), off otherwise
     liger: Optional[bool] = None  # Liger kernels; None: on when liger-kernel is installed and training on CUDA
+    labelled_logits_only: bool = True  # CPUs: the LM head scores only labelled positions, as TRL does on GPUs
     logging_steps: int = 10
     eval_steps: float = 0.1  # eval loss on held-out answers: < 1 a fraction of training, >= 1 steps, 0 never
     cache_tokenized: bool = True  # reuse the tokenized dataset of an earlier run with the same data and tokenizer

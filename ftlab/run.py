@@ -144,6 +144,13 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     def phase(name: str) -> None:
         phases[name], clock[0] = round(time.perf_counter() - clock[0], 3), time.perf_counter()
 
+    # A preset's placeholder (`model.path: <the SFT run directory>`) must be replaced on the command line: said
+    # before the heavy imports, in a second.
+    for key in ("model.path", "eval.reward_model", "objective.reward_model"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
+            raise ValueError(f"{key}: this preset needs {value[1:-1]}: add {key}=DIR to the command")
+
     # Heavy imports here, not at module level: `python -m ftlab --help` and `--cfg job` stay instant.
     # peft imports torchao, which warns about CUDA kernels it cannot load on a CPU machine: noise, not news.
     for noisy in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
@@ -163,11 +170,6 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
     from ftlab.train import reference_model, reward_functions, trainer_args
 
     phase("imports")
-    # A preset's placeholder (`model.path: <the SFT run directory>`) must be replaced on the command line.
-    for key in ("model.path", "eval.reward_model", "objective.reward_model"):
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
-            raise ValueError(f"{key}: this preset needs {value[1:-1]}: add {key}=DIR to the command")
 
     # Same config and seed on the same machine: the same losses (tests/test_sweeps.py checks it).
     set_seed(cfg.seed)

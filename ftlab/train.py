@@ -48,6 +48,7 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
     import torch
 
     from ftlab.config import attention_name, dtype_name
+    from ftlab.speedups import labelled_logits_only
 
     _, config_class = trl_classes(cfg.objective.trainer)
     fields = {f.name for f in dataclasses.fields(config_class)}
@@ -67,6 +68,7 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
         "use_liger_kernel": cuda and find_spec("liger_kernel") is not None if t.liger is None else t.liger,
         "optim": "adamw_torch_fused" if cfg.optimizer.optim == "adamw_torch" else cfg.optimizer.optim,
     }
+    labelled_logits_only(t.labelled_logits_only)  # not a TRL argument: the CPU path of TRL's fused LM head
     evaluating = has_eval_data and cfg.train.eval_steps > 0
     common = dict(
         output_dir=str(run_dir / "checkpoints"),
@@ -122,6 +124,8 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
 
 def performance(args, model) -> dict:
     """What a run's speed and memory depend on, as the trainer used it: results.json's `performance`."""
+    from ftlab.speedups import lm_head_positions
+
     precision = "bf16 mixed" if args.bf16 else "fp16 mixed" if args.fp16 else "fp32"
     return {
         "precision": precision,
@@ -132,6 +136,7 @@ def performance(args, model) -> dict:
         "padding_free": getattr(args, "padding_free", False),  # packed rows stay rows (block-diagonal) when false
         "optimizer": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
         "liger_kernel": args.use_liger_kernel,
+        "lm_head_positions": lm_head_positions(next(model.parameters()).device),  # labelled: answer tokens only
         "batch_size": args.per_device_train_batch_size,
         "grad_accum": args.gradient_accumulation_steps,
     }
@@ -185,6 +190,7 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
     from datasets import DatasetDict, load_from_disk
 
     from ftlab.paths import cache_root
+    from ftlab.speedups import packed_rows_collator
 
     trainer_class, _ = trl_classes(name)
     started = time.perf_counter()
@@ -226,21 +232,6 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
         _save_atomically(DatasetDict(splits), folder)
     record = {"cache": "hit" if hit else ("miss" if cache else "off"), "trainer_setup_s": time.perf_counter() - started}
     return trainer, record
-
-
-def packed_rows_collator(pad_token_id: int):
-    """Batches of packed rows as rows: position ids restart at each document and, with no attention mask,
-    transformers masks every row block-diagonally, so no document attends to, or predicts from, another."""
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    class PackedRows(DataCollatorForLanguageModeling):
-        def torch_call(self, examples):
-            batch = super().torch_call(examples)
-            del batch["attention_mask"]  # the position ids mark the documents
-            batch["labels"][batch["position_ids"] == 0] = -100  # a first token is not predicted from the last one
-            return batch
-
-    return PackedRows(pad_token_id=pad_token_id, return_position_ids=True)
 
 
 def _prepared_key(tokenizer, args, train_data, eval_data) -> str:

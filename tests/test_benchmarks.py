@@ -31,6 +31,9 @@ def test_benchmark_writes_cases_and_ratios(tiny_path, tmp_path):
         assert cases[name]["ratio"]["tokens_per_s"] > 0 and cases[name]["ratio"]["peak_memory"] > 0
         # Same rows, steps, batch and seed: both sides see the same tokens.
         assert variants["ftlab"]["tokens"] == variants["trl"]["tokens"]
+        # each side trained on its own LM-head path, though ftlab's switch is process-wide
+        assert variants["ftlab"]["settings"]["lm_head_positions"] == "labelled"
+        assert variants["trl"]["settings"]["lm_head_positions"] == "all"
     assert cases["cpu_variable_length"]["packing_speedup"]["tokens_per_s"] > 0
     assert "gpu" in cases or "gpu_lora" in cases  # skipped without CUDA, measured with it
     assert result["versions"]["trl"] and result["machine"]["cores"]

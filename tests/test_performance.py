@@ -13,6 +13,9 @@ def test_automatic_performance_settings_on_cpu(tmp_path):
     assert (args.bf16, args.fp16, args.use_cpu) == (False, False, True)  # fp32 on CPU
     assert args.optim == "adamw_torch_fused"  # on CPU too
     assert not args.padding_free and not args.use_liger_kernel and not args.activation_checkpointing
+    from ftlab.speedups import lm_head_positions
+
+    assert lm_head_positions(torch.device("cpu")) == "labelled"  # trainer_args set it for CPUs (TRL: "all")
     assert not args.packing and trainer_args(compose_cfg(["objective=domain"]), tmp_path, "none",
                                              has_eval_data=False).packing  # raw text is packed, answers are not
     packed = trainer_args(compose_cfg(["train.packing=true", "train.gradient_checkpointing=true"]), tmp_path,
@@ -31,21 +34,26 @@ def summed_loss(model, input_ids, labels, **kwargs):
     return loss.item(), int((targets != -100).sum())
 
 
-def test_packed_rows_train_exactly_like_separate_examples(tmp_path):
-    """A packed batch (several answers per row, SDPA) gives each answer the loss it has alone: no answer attends to,
-    or is predicted from, another; the same rows with plain causal attention would not."""
+def sft_trainer_and_batch(overrides, tmp_path):
+    """The tiny model, ftlab's SFT trainer as the run script builds it, and its first training batch."""
     from ftlab.data import prepare
     from ftlab.model import load_base, load_tokenizer, model_path
     from ftlab.train import build_trainer
 
-    cfg = compose_cfg(["train.packing=true", "train.batch_size=2", "wandb.mode=disabled"])
+    cfg = compose_cfg([*overrides, "wandb.mode=disabled"])
     path = model_path(cfg.model)
     tokenizer = load_tokenizer(cfg.model, path)
     train_data, _, _ = prepare(cfg.data, cfg.objective.data_format, cfg.data.system_prompt, tokenizer, cfg.seed)
     model = load_base(cfg.model, cfg.quant, path)
     args = trainer_args(cfg, tmp_path, "none", has_eval_data=False, model=model)
     trainer, _ = build_trainer("sft", model, tokenizer, args, train_data, None, None, cache=False)
-    batch = next(iter(trainer.get_train_dataloader()))
+    return model, trainer, next(iter(trainer.get_train_dataloader()))
+
+
+def test_packed_rows_train_exactly_like_separate_examples(tmp_path):
+    """A packed batch (several answers per row, SDPA) gives each answer the loss it has alone: no answer attends to,
+    or is predicted from, another; the same rows with plain causal attention would not."""
+    model, trainer, batch = sft_trainer_and_batch(["train.packing=true", "train.batch_size=2"], tmp_path)
     assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 2  # rows stay rows
     starts = batch["position_ids"] == 0
     assert int(starts.sum()) >= 6  # several answers in each row
@@ -66,3 +74,39 @@ def test_packed_rows_train_exactly_like_separate_examples(tmp_path):
     assert packed[1] == separate[1] > 0
     assert packed[0] == pytest.approx(separate[0], rel=1e-4)
     assert abs(leaky[0] - separate[0]) > 1e-2 * separate[0]  # cross-contamination would show
+
+
+def test_labelled_logits_only_is_the_same_loss_with_less_work(tmp_path, monkeypatch):
+    """On CPUs ftlab takes TRL's compact LM-head path (GPUs' path): the loss and every gradient equal TRL's CPU path,
+    while only the answer tokens (labelled positions) go through the vocabulary projection."""
+    import trl.trainer.utils as trl_utils
+
+    from ftlab.speedups import labelled_logits_only
+
+    projected = []
+    chunked = trl_utils._ChunkedLogProbFunction
+
+    class Counting(chunked):
+        @staticmethod
+        def forward(ctx, hidden, *rest):
+            projected.append(hidden.shape[0])
+            return chunked.forward(ctx, hidden, *rest)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
+    model, trainer, batch = sft_trainer_and_batch(["train.batch_size=4"], tmp_path)
+    results = {}
+    try:
+        for on in (False, True):
+            labelled_logits_only(on)
+            model.zero_grad()
+            loss = trainer.compute_loss(model, dict(batch))
+            loss.backward()
+            results[on] = loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
+    finally:
+        labelled_logits_only(True)
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    assert projected == [batch["input_ids"].numel() - len(batch["input_ids"]), labelled]  # all, then labelled only
+    assert labelled < 0.6 * projected[0]  # prompts and padding are most positions of an HR batch
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-6)
+    for name, grad in results[False][1].items():
+        torch.testing.assert_close(results[True][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -55,6 +55,18 @@ def test_run_logs_to_wandb_offline(lora_run):
     assert read_results(run_dir)["wandb"]["mode"] == "offline"
 
 
+def test_each_run_records_how_to_reproduce_it(lora_run):
+    run_dir, _ = lora_run
+    env = read_results(run_dir)["environment"]
+    assert env["rerun"].startswith("python -m ftlab ") and "strategy=lora" in env["rerun"]
+    assert "-m ftlab" in env["command"] and f"hydra.run.dir={run_dir}" in env["command"]
+    assert env["packages"]["trl"] and env["packages"]["transformers"] and env["packages"]["hydra-core"]
+    assert len(env["git"]["commit"]) == 40
+    assert env["hardware"]["cpu_count"] >= 1 and env["hardware"]["memory_gb"] > 0
+    resolved = (run_dir / "config.yaml").read_text()
+    assert "${" not in resolved and "name: lora" in resolved
+
+
 def test_reloaded_run_gives_the_same_eval_loss(lora_run):
     from ftlab.data import eval_questions
     from ftlab.evaluate import answer_loss
@@ -67,20 +79,29 @@ def test_reloaded_run_gives_the_same_eval_loss(lora_run):
     assert loss == pytest.approx(read_results(run_dir)["eval"]["loss"], rel=1e-4)
 
 
+@pytest.fixture(scope="module")
+def strategy_runs(tmp_path_factory):
+    """One sweep process, three strategies: {strategy: run directory}."""
+    sweep_dir = tmp_path_factory.mktemp("strategies")
+    code, out = run_cli(["-m", *QUICK, "strategy=adapter,full,prefix", f"hydra.sweep.dir={sweep_dir}"])
+    assert code == 0, out[-3000:]
+    return {read_results(p)["choices"]["strategy"]: p for p in sweep_dir.iterdir() if (p / "results.json").exists()}
+
+
 @pytest.mark.parametrize("strategy,files", [("adapter", ["adapter.safetensors"]), ("full", ["model.safetensors"]),
                                             ("prefix", ["adapter_model.safetensors"])])
-def test_other_strategies_save_and_reload(strategy, files, tmp_path):
+def test_other_strategies_save_and_reload(strategy, files, strategy_runs):
     from ftlab.data import eval_questions
     from ftlab.evaluate import answer_loss
     from ftlab.model import load_run
 
-    code, out = run_cli([*QUICK, f"strategy={strategy}", f"hydra.run.dir={tmp_path}"])
-    assert code == 0, out[-3000:]
+    run_dir = strategy_runs[strategy]
+    assert read_results(run_dir)["status"] == "ok"
     for name in files:
-        assert (tmp_path / "model" / name).exists(), name
-    model, tokenizer, cfg = load_run(tmp_path)
+        assert (run_dir / "model" / name).exists(), name
+    model, tokenizer, cfg = load_run(run_dir)
     loss = answer_loss(model, tokenizer, eval_questions(cfg.data, 6), cfg.data.system_prompt)
-    assert loss == pytest.approx(read_results(tmp_path)["eval"]["loss"], rel=1e-4)
+    assert loss == pytest.approx(read_results(run_dir)["eval"]["loss"], rel=1e-4)
 
 
 def test_sweep_skips_incompatible_pairs_and_runs_the_rest(tmp_path):
@@ -94,7 +115,7 @@ def test_sweep_skips_incompatible_pairs_and_runs_the_rest(tmp_path):
     assert all(r["status"] == "ok" for name, r in runs.items() if name != "tiny-full-sft-4bit-s42")
 
 
-@pytest.mark.parametrize("objective", ["instruct", "domain"])
+@pytest.mark.parametrize("objective", ["domain"])  # instruct: lora_run above; sft: the strategy runs
 def test_objectives_run(objective, tmp_path):
     code, out = run_cli([*QUICK, f"objective={objective}", f"hydra.run.dir={tmp_path}"])
     assert code == 0, out[-3000:]
