@@ -4,17 +4,17 @@ LM head that scores only the positions that have a label."""
 _ORIGINAL = {}
 
 
-def labelled_logits_only(on: bool) -> bool:
+def labelled_logits_only(on: bool) -> None:
     """TRL's fused LM head projects to the vocabulary only the positions with a label (the answer tokens) on CUDA and
     XPU; on other devices it projects every position (prompt and padding too) so that Neuron's compiler sees one
-    shape. Nothing is compiled on a CPU, so there the same compact path computes the same loss with less work: 1.6x
+    shape. Nothing is compiled on a CPU, so there the same compact path computes the same loss with less work: 1.5x
     tokens/s and less memory on the tiny model (benchmarks/README.md). The choice is TRL's module-level device test,
-    set for the process (a run is one process). Returns whether it is on; False where TRL has no such test."""
+    set for the process (a run is one process); a TRL without that test keeps its own behaviour."""
     import trl.trainer.utils as trl_utils
 
     if "device_test" not in _ORIGINAL:
         if not callable(getattr(trl_utils, "_use_triton", None)):
-            return False  # another TRL: its own behaviour stays
+            return
         _ORIGINAL["device_test"] = trl_utils._use_triton
     device_test = _ORIGINAL["device_test"]
 
@@ -22,7 +22,6 @@ def labelled_logits_only(on: bool) -> bool:
         return device.type == "cpu" or device_test(device)
 
     trl_utils._use_triton = compact_on_cpu if on else device_test
-    return on
 
 
 def lm_head_positions(device) -> str:
