@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ftlab.train import peak_memory_mb, reset_peak_memory
+from ftlab.train.trainer import peak_memory_mb, reset_peak_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from benchmarks.measure import environment, ratio, release_memory, run_case, table  # noqa: E402
-from ftlab.config import register  # noqa: E402
+from ftlab.config.schema import register  # noqa: E402
 
 LLAMA_1B = dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,  # TinyLlama 1.1B
                 num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048)
@@ -47,9 +47,11 @@ def ftlab_trainer(overrides, out_dir: Path):
     """ftlab's trainer, built exactly as ftlab/run.py builds it."""
     from transformers import set_seed
 
-    from ftlab.data import prepare
-    from ftlab.model import apply_strategy, load_base, load_tokenizer, model_path
-    from ftlab.train import build_trainer, performance, trainer_args
+    from ftlab.data.load import prepare
+    from ftlab.model.load import load_base, load_tokenizer
+    from ftlab.model.source import model_path
+    from ftlab.model.strategy import apply_strategy
+    from ftlab.train.trainer import build_trainer, performance, trainer_args
 
     cfg = compose_cfg(overrides)
     set_seed(cfg.seed)
@@ -71,7 +73,7 @@ def trl_trainer(model_dir: str, train_data, steps: int, batch: int, lr: float, m
     weights on a GPU, and no checkpoints. include_num_input_tokens_seen only counts tokens as ftlab's trainer does."""
     from trl import SFTConfig, SFTTrainer
 
-    from ftlab.speedups import labelled_logits_only, lm_head_positions
+    from ftlab.train.speedups import labelled_logits_only, lm_head_positions
 
     labelled_logits_only(False)  # TRL's own LM-head path (ftlab's CPU switch is process-wide, set by ftlab's side)
     cuda = torch.cuda.is_available()
@@ -95,8 +97,8 @@ def trl_trainer(model_dir: str, train_data, steps: int, batch: int, lr: float, m
 
 def ftlab_rows(overrides, path: str):
     """ftlab's prepared training rows (checked, cleaned, in chat form): what both sides train on."""
-    from ftlab.data import prepare
-    from ftlab.model import load_tokenizer
+    from ftlab.data.load import prepare
+    from ftlab.model.load import load_tokenizer
 
     cfg = compose_cfg(overrides)
     return prepare(cfg.data, cfg.objective.data_format, cfg.data.system_prompt, load_tokenizer(cfg.model, path),
@@ -104,7 +106,7 @@ def ftlab_rows(overrides, path: str):
 
 
 def cpu_cases(steps: int, batch: int, repeats: int, warmup: int, folder: Path) -> dict:
-    from ftlab.model import model_path
+    from ftlab.model.source import model_path
 
     common = [f"train.batch_size={batch}", "wandb.mode=disabled"]
     path = model_path(compose_cfg(common).model)
@@ -191,7 +193,7 @@ def llama_cases(steps: int, batch: int, repeats: int, warmup: int, folder: Path,
                 dims: dict, max_length: int = 1024) -> dict:
     """LoRA and full fine-tuning of a random-initialised Llama, ftlab's defaults (bf16 weights, flash attention
     when installed, fused AdamW, Liger when installed) vs the TRL script, with model FLOPs utilisation."""
-    from ftlab.model import model_path
+    from ftlab.model.source import model_path
 
     path, n_matmul = build_llama(folder / "llama", model_path(compose_cfg([]).model), dims)
     data = variable_length_data(folder, 40)  # ~55-900 tokens: rows long enough to keep a 1B model busy

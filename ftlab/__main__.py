@@ -12,7 +12,7 @@ def cli() -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from ftlab.distributed import join
+    from ftlab.core.distributed import join
 
     sys.argv += join()  # under torchrun/accelerate: one start time (so one run directory) for every rank
     from ftlab.run import main

@@ -33,7 +33,7 @@ class Settings:
 
 def check_chat_dir(path: Path) -> str:
     """"run" or "export", checked before anything heavy loads; a ChatError says what is wrong."""
-    from ftlab.merge import is_run_dir, run_config
+    from ftlab.model.source import is_run_dir, run_config
 
     if not path.is_dir():
         raise ChatError(f"{path}: no such directory")
@@ -52,7 +52,7 @@ def load_chat_model(path) -> tuple:
     path = Path(path)
     if check_chat_dir(path) == "export":
         return _load_export(path)
-    from ftlab.model import load_run
+    from ftlab.model.source import load_run
 
     model, tokenizer, cfg = load_run(path)
     return model, tokenizer, settings_of(cfg), cfg
@@ -65,7 +65,7 @@ def settings_of(cfg) -> Settings:
 def _load_export(path: Path) -> tuple:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftlab.merge import is_run_dir, run_config
+    from ftlab.model.source import is_run_dir, run_config
 
     info = json.loads((path / "ftlab_merge.json").read_text())
     if info.get("head") == "reward":
@@ -91,7 +91,7 @@ def answer(model, tokenizer, question: str, settings: Settings, streamer=None) -
     with the generation prompt, no extra special tokens, the tokenizer's pad and end-of-sequence tokens)."""
     import torch
 
-    from ftlab.data import chat_prompt
+    from ftlab.data.load import chat_prompt
 
     prompt = tokenizer.apply_chat_template(chat_prompt(question, settings.system_prompt), add_generation_prompt=True,
                                            tokenize=False)
@@ -107,7 +107,7 @@ def answer(model, tokenizer, question: str, settings: Settings, streamer=None) -
 def answer_all(model, tokenizer, questions: list, settings: Settings) -> list:
     """Greedy answers come from the evaluation's own function in its batches; sampled ones one by one."""
     if settings.greedy:
-        from ftlab.evaluate import generate_answers
+        from ftlab.eval.answers import generate_answers
 
         return generate_answers(model, tokenizer, questions, settings.system_prompt, settings.max_new_tokens,
                                 settings.batch_size)

@@ -37,8 +37,8 @@ def compose(overrides: list):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from ftlab.config import register
-    from ftlab.paths import PROJECT_ROOT
+    from ftlab.config.schema import register
+    from ftlab.core.files import PROJECT_ROOT
 
     register()
     try:
@@ -55,10 +55,11 @@ def check(cfg, out: Path, gpu_tflops: float) -> str:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     import datasets
 
-    from ftlab.data import eval_questions, prepare
+    from ftlab.data.load import eval_questions, prepare
 
     datasets.disable_progress_bars()
-    from ftlab.model import load_tokenizer, model_path
+    from ftlab.model.load import load_tokenizer
+    from ftlab.model.source import model_path
 
     fmt, system_prompt = cfg.objective.data_format, cfg.data.system_prompt
     path = model_path(cfg.model)
@@ -83,7 +84,7 @@ def check(cfg, out: Path, gpu_tflops: float) -> str:
         "compute": {"params": params, "epochs": cfg.train.epochs, "flops": flops, "gpu_tflops": gpu_tflops,
                     "hours": flops / (gpu_tflops * 1e12) / 3600},
     }
-    from ftlab.paths import write_atomic
+    from ftlab.core.files import write_atomic
 
     example, coloured = masked_example(prepared[0], tokenizer)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,7 @@ def tokenized(cfg, train, tokenizer, out: Path):
     from omegaconf import OmegaConf
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ftlab.train import build_trainer, trainer_args
+    from ftlab.train.trainer import build_trainer, trainer_args
 
     if cfg.objective.data_format not in ("prompt_completion", "messages", "text"):
         from datasets import Dataset

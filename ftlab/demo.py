@@ -51,7 +51,8 @@ def load_contenders(run_dirs: list) -> tuple[list, list]:
     from peft import PeftModel
 
     from ftlab.chat import load_chat_model
-    from ftlab.model import load_base, load_tokenizer, model_path
+    from ftlab.model.load import load_base, load_tokenizer
+    from ftlab.model.source import model_path
 
     runs, bases, base_keys = [], [], set()
     records = [json.loads((d / "results.json").read_text()) if (d / "results.json").is_file() else {}
@@ -94,7 +95,7 @@ def numbers_table(runs: list) -> str:
 def build_app(bases: list, runs: list, eval_rows: list):
     import gradio as gr
 
-    from ftlab.evaluate import states_facts
+    from ftlab.eval.answers import states_facts
 
     contenders = bases + runs
     by_question = {row["question"].strip(): row for row in eval_rows}
@@ -161,8 +162,8 @@ def main(argv=None) -> None:
         if args.port is not None and not 0 < args.port < 65536:
             raise ValueError(f"--port: expected 1..65535, got {args.port}")
         from ftlab.chat import quiet_libraries
-        from ftlab.data import eval_questions
-        from ftlab.merge import run_config
+        from ftlab.data.load import eval_questions
+        from ftlab.model.source import run_config
 
         quiet_libraries()
         eval_rows = eval_questions(run_config(args.run_dirs[0]).data, None)  # the first run's held-out set

@@ -12,8 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.config import incompatibility, register
-from ftlab.paths import PROJECT_ROOT
+from ftlab.config.rules import incompatibility
+from ftlab.config.schema import register
+from ftlab.core.files import PROJECT_ROOT
 
 log = logging.getLogger("ftlab")
 GROUPS = ("model", "strategy", "objective", "data", "quant", "optimizer", "dist")
@@ -31,11 +32,12 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.output_dir or hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     # Under accelerate/torchrun every rank runs this script; only rank 0 writes results, weights and W&B logs.
-    from ftlab.distributed import rank, share
+    from ftlab.core.distributed import rank, share
 
     is_main = rank() == 0
-    from ftlab.checkpoints import Interrupted, claim_run_dir, failure, plain_reason, resume_command
-    from ftlab.tracking import hide, hide_in_files, redact, secret_values, write_json
+    from ftlab.core.files import write_json
+    from ftlab.core.secrets import hide, hide_in_files, redact, secret_values
+    from ftlab.runs.checkpoints import Interrupted, claim_run_dir, failure, plain_reason, resume_command
 
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     secrets = secret_values(plain_cfg)
@@ -89,7 +91,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         results.update(train_and_evaluate(cfg, run_dir, is_main, multirun, hydra_cfg, checkpoint, secrets))
     except (Exception, KeyboardInterrupt) as err:
-        from ftlab.tracking import close_failed_run
+        from ftlab.runs.tracking import close_failed_run
 
         close_failed_run()
         status, reason = failure(cfg, err, run_dir)
@@ -114,7 +116,7 @@ def main(cfg: DictConfig) -> float | None:
     results["status"] = "ok"
     results["wall_s"] = time.perf_counter() - started
     if is_main:
-        from ftlab.card import write_model_card
+        from ftlab.runs.card import write_model_card
 
         try:  # README.md, the Hugging Face model card, in place before results.json says ok
             write_model_card(run_dir, results)
@@ -123,7 +125,7 @@ def main(cfg: DictConfig) -> float | None:
         write_json(results_path, results)  # last: a run whose results say ok has everything else in place
         if not cfg.train.keep_checkpoints:
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # model/ holds the result
-        from ftlab.tracking import print_summary
+        from ftlab.runs.records import print_summary
 
         print_summary(results, run_dir)
     return metric_value(results, cfg.metric)
@@ -157,17 +159,30 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, is_main: bool, multirun: 
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from transformers import set_seed
 
-    from ftlab import compress
-    from ftlab.checkpoints import Interrupted
-    from ftlab.guards import StopOnSignal
-    from ftlab.data import eval_dataset, eval_pairs, eval_questions, prepare
-    from ftlab.evaluate import evaluate, paired_answers, worst_failures
-    from ftlab.model import apply_strategy, count_params, load_base, load_tokenizer, model_path, save_trained
-    from ftlab.reward_eval import pairwise_accuracy, score_answers
-    from ftlab.tracking import environment, log_eval, start_wandb, write_json
-    from ftlab.distributed import describe
-    from ftlab.train import ONLINE, build_trainer, loss_history, peak_memory_mb, performance, reset_peak_memory
-    from ftlab.train import reference_model, reward_functions, trainer_args
+    from ftlab.core.distributed import describe
+    from ftlab.core.files import write_json
+    from ftlab.data.load import eval_dataset, eval_pairs, eval_questions, prepare
+    from ftlab.eval.answers import evaluate, paired_answers, worst_failures
+    from ftlab.eval.reward import pairwise_accuracy, score_answers
+    from ftlab.model import compress
+    from ftlab.model.load import load_base, load_tokenizer
+    from ftlab.model.source import model_path
+    from ftlab.model.strategy import apply_strategy, count_params, save_trained
+    from ftlab.runs.checkpoints import Interrupted
+    from ftlab.runs.records import environment
+    from ftlab.runs.tracking import log_eval, start_wandb
+    from ftlab.train.guards import StopOnSignal
+    from ftlab.train.trainer import (
+        ONLINE,
+        build_trainer,
+        loss_history,
+        peak_memory_mb,
+        performance,
+        reference_model,
+        reset_peak_memory,
+        reward_functions,
+        trainer_args,
+    )
 
     phase("imports")
 

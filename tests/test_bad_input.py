@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import QUICK, read_results, run_cli
 
-from conftest import QUICK, read_results, run_cli
-from ftlab.paths import PROJECT_ROOT
+from ftlab.core.files import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 QUICK_FULL = [*QUICK, "strategy=full"]
@@ -95,9 +95,9 @@ def test_full_disk_fails_cleanly_and_resumes(tmp_path, tiny_path):
 def test_out_of_memory_names_the_settings_that_lower_memory():
     """A real allocator failure (more bytes than the address space), turned into advice from the run's settings."""
     import torch
+    from helpers import compose_cfg
 
-    from conftest import compose_cfg
-    from ftlab.guards import memory_advice, out_of_memory
+    from ftlab.train.guards import memory_advice, out_of_memory
 
     with pytest.raises(RuntimeError) as caught:
         torch.empty(2**62, dtype=torch.uint8)

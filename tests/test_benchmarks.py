@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ftlab.paths import PROJECT_ROOT
+from ftlab.core.files import PROJECT_ROOT
 
 
 @pytest.mark.slow

@@ -6,9 +6,8 @@ import shutil
 
 import pytest
 import yaml
+from helpers import read_results, shared_run
 
-from conftest import read_results
-from conftest import shared_run
 
 @pytest.fixture(scope="module")
 def card_run(tmp_path_factory):
@@ -27,7 +26,7 @@ def split_card(text: str) -> tuple[dict, str]:
 
 @pytest.mark.slow
 def test_card_has_front_matter_sections_and_numbers(card_run):
-    from ftlab.card import write_model_card
+    from ftlab.runs.card import write_model_card
 
     results = read_results(card_run)
     path = write_model_card(card_run, results)
@@ -52,8 +51,8 @@ def test_cards_loading_code_gives_the_runs_model(card_run, monkeypatch):
     that ftlab.model.load_run builds."""
     import torch
 
-    from ftlab.card import write_model_card
-    from ftlab.model import load_run
+    from ftlab.model.source import load_run
+    from ftlab.runs.card import write_model_card
 
     body = split_card(write_model_card(card_run, read_results(card_run)).read_text())[1]
     plain = body.split("With transformers and peft:", 1)[1]
@@ -71,7 +70,7 @@ def test_cards_loading_code_gives_the_runs_model(card_run, monkeypatch):
 @pytest.mark.slow
 def test_card_hides_secrets_and_the_cli_rewrites_it(card_run, monkeypatch, capsys):
     """A secret that slipped into the results (it never should: run.py hides them) is hidden in the card too."""
-    from ftlab.card import main
+    from ftlab.runs.card import main
 
     secret = "hf_notARealTokenButLongEnough123"
     monkeypatch.setenv("HF_TOKEN", secret)
@@ -95,10 +94,10 @@ def test_card_hides_secrets_and_the_cli_rewrites_it(card_run, monkeypatch, capsy
 ])
 def test_card_for_every_kind_of_run(overrides, tmp_path):
     """Every strategy, quantization and objective gets a card, also from a results record with no numbers."""
+    from helpers import compose_cfg
     from omegaconf import OmegaConf
 
-    from conftest import compose_cfg
-    from ftlab.card import write_model_card
+    from ftlab.runs.card import write_model_card
 
     cfg = compose_cfg(overrides)
     (tmp_path / "model").mkdir()

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers import shared_run
 
-from conftest import shared_run
 
 def held_out_answers(run_dir) -> list:
     return json.loads((run_dir / "answers.json").read_text())["answers"]
@@ -65,7 +65,7 @@ def test_chat_answers_a_prompts_file(chat_run, tmp_path, capsys):
 def test_merged_export_answers_with_its_runs_settings(chat_run, tmp_path):
     """A merged export (python -m ftlab.merge) is a chat target too, with the settings of the run it came from."""
     from ftlab.chat import answer, load_chat_model
-    from ftlab.merge import merge_run, run_config
+    from ftlab.model.source import merge_run, run_config
 
     merge_run(chat_run, tmp_path / "export")
     model, tokenizer, settings, cfg = load_chat_model(tmp_path / "export")

@@ -2,14 +2,16 @@
 
 import pytest
 import torch
+from helpers import QUICK, compose_cfg, read_results, run_cli
 from omegaconf import OmegaConf
 
-from conftest import QUICK, compose_cfg, read_results, run_cli
-from ftlab import compress
-from ftlab.data import eval_questions, train_dataset
-from ftlab.evaluate import answer_loss
-from ftlab.model import apply_strategy, load_base, load_run, load_tokenizer
-from ftlab.train import trainer_args
+from ftlab.data.load import eval_questions, train_dataset
+from ftlab.eval.answers import answer_loss
+from ftlab.model import compress
+from ftlab.model.load import load_base, load_tokenizer
+from ftlab.model.source import load_run
+from ftlab.model.strategy import apply_strategy
+from ftlab.train.trainer import trainer_args
 
 BLOCK_LINEARS = 4 * 7  # tiny model: 4 blocks x (q, k, v, o, gate, up, down)
 
@@ -86,7 +88,7 @@ def test_sparse_2of4_run_keeps_the_pattern_through_training(tmp_path):
     of each layer is zero, the kept weights trained, and results.json reports it per layer."""
     from safetensors.torch import load_file
 
-    from ftlab.tiny import tiny_model_dir
+    from ftlab.model.tiny import tiny_model_dir
 
     code, out = run_cli([*QUICK, "strategy=full", "quant=sparse_2of4", f"hydra.run.dir={tmp_path}"])
     assert code == 0, out[-3000:]

@@ -4,11 +4,11 @@ import subprocess
 import sys
 
 import pytest
+from helpers import compose_cfg, read_results, run_cli
 from omegaconf import OmegaConf
 
-from conftest import compose_cfg, read_results, run_cli
-from ftlab.paths import PROJECT_ROOT
-from ftlab.config import incompatibility
+from ftlab.config.rules import incompatibility
+from ftlab.core.files import PROJECT_ROOT
 
 GROUPS = ["model", "strategy", "objective", "data", "quant", "optimizer"]
 

@@ -4,11 +4,11 @@ import json
 import re
 
 import pytest
+from helpers import compose_cfg
 
-from conftest import compose_cfg
-from ftlab.data import DataError, eval_questions, load_source, train_dataset
-from ftlab.evaluate import states_facts
-from ftlab.tiny import DATA_DIR
+from ftlab.data.load import DataError, eval_questions, load_source, train_dataset
+from ftlab.eval.answers import states_facts
+from ftlab.model.tiny import DATA_DIR
 
 ROWS = [{"q": "How long is the notice?", "a": "It is 90 days."}, {"q": "Probation?", "a": "4 months."}]
 

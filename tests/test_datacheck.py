@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from ftlab.paths import PROJECT_ROOT
+from ftlab.core.files import PROJECT_ROOT
 
 
 def datacheck(*args):

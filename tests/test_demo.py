@@ -10,9 +10,9 @@ import time
 import urllib.request
 
 import pytest
+from helpers import shared_run
 
-from ftlab.paths import PROJECT_ROOT
-from conftest import shared_run
+from ftlab.core.files import PROJECT_ROOT
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACT = PROJECT_ROOT / "outputs" / "test-artifacts" / "demo.png"  # outputs/ is git-ignored

@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 import pytest
+from helpers import compose_cfg, read_results, run_cli, shared_run
 from safetensors.torch import load_file
 
-from conftest import compose_cfg, read_results, run_cli, shared_run
-from ftlab.config import incompatibility
-from ftlab.paths import PROJECT_ROOT
-from ftlab.train import trainer_args
+from ftlab.config.rules import incompatibility
+from ftlab.core.files import PROJECT_ROOT
+from ftlab.train.trainer import trainer_args
 
 # Few steps, every loss logged, no eval-loss curve: the loss curves are what is compared.
 DDP = ["train.max_steps=6", "train.logging_steps=1", "train.eval_steps=0", "eval.max_questions=4",
@@ -80,9 +80,9 @@ def test_sharded_presets_compose_and_are_refused_on_cpu(tmp_path, monkeypatch):
         assert zero.zero_optimization.stage == int(name[-1])
         # Batch sizes, accumulation and precision come from the run's own settings ("auto"), never two sources.
         assert zero.train_micro_batch_size_per_gpu == "auto" and zero.bf16.enabled == "auto"
-    import ftlab.config
+    import ftlab.config.rules
 
-    monkeypatch.setattr(ftlab.config, "_cuda", lambda: True)  # as on a GPU machine without DeepSpeed installed
+    monkeypatch.setattr(ftlab.config.rules, "_cuda", lambda: True)  # as on a GPU machine without DeepSpeed installed
     assert "needs DeepSpeed, which is not installed" in incompatibility(compose_cfg(["dist=deepspeed_zero3"]))
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert "dist=none" in incompatibility(compose_cfg())

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 import torch
+from helpers import QUICK, run_cli
 
-from conftest import QUICK, run_cli
-from ftlab.model import load_run
+from ftlab.model.source import load_run
 
 PROMPT = [{"role": "user", "content": "What is the notice period for a Senior Consultant?"}]
 

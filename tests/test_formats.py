@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from helpers import QUICK, compose_cfg, read_results, run_cli
 
-from conftest import QUICK, compose_cfg, read_results, run_cli
-from ftlab.data import DataError, prepare
+from ftlab.data.load import DataError, prepare
 
 SYSTEM = "Be exact."
 ALPACA = [{"instruction": "What is the notice period?", "input": "", "output": "It is 90 days."},
@@ -114,7 +114,7 @@ def test_drop_mode_counts_bad_records_and_an_empty_result_is_an_error(tmp_path):
 
 
 def test_duplicates_lengths_and_a_seeded_split(tmp_path, tiny_path):
-    from ftlab.model import load_tokenizer
+    from ftlab.model.load import load_tokenizer
 
     rows = [{"prompt": f"Question {i}?", "completion": f"Answer {i}."} for i in range(40)]
     rows += [{"prompt": "question 3", "completion": "answer 3"},  # near duplicate of row 3

@@ -1,8 +1,7 @@
 """On CUDA: QLoRA in bf16 trains and evaluates through the same run path (skipped without a GPU)."""
 
 import pytest
-
-from conftest import QUICK, read_results, run_cli
+from helpers import QUICK, read_results, run_cli
 
 pytestmark = pytest.mark.gpu
 

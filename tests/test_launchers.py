@@ -9,11 +9,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from helpers import read_results
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import read_results
-from ftlab.paths import PROJECT_ROOT
+from ftlab.core.files import PROJECT_ROOT
 
 LAUNCHERS = PROJECT_ROOT / "conf" / "hydra" / "launcher"
 PLUGIN = "hydra_plugins.hydra_{}_launcher.{}_launcher."

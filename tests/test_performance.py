@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import compose_cfg
 
-from conftest import compose_cfg
-from ftlab.train import trainer_args
+from ftlab.train.trainer import trainer_args
 
 
 def test_automatic_performance_settings_on_cpu(tmp_path):
@@ -13,7 +13,7 @@ def test_automatic_performance_settings_on_cpu(tmp_path):
     assert (args.bf16, args.fp16, args.use_cpu) == (False, False, True)  # fp32 on CPU
     assert args.optim == "adamw_torch_fused"  # on CPU too
     assert not args.padding_free and not args.use_liger_kernel and not args.activation_checkpointing
-    from ftlab.speedups import lm_head_positions
+    from ftlab.train.speedups import lm_head_positions
 
     assert lm_head_positions(torch.device("cpu")) == "labelled"  # trainer_args set it for CPUs (TRL: "all")
     assert not args.packing and trainer_args(compose_cfg(["objective=domain"]), tmp_path, "none",
@@ -36,9 +36,10 @@ def summed_loss(model, input_ids, labels, **kwargs):
 
 def sft_trainer_and_batch(overrides, tmp_path):
     """The tiny model, ftlab's SFT trainer as the run script builds it, and its first training batch."""
-    from ftlab.data import prepare
-    from ftlab.model import load_base, load_tokenizer, model_path
-    from ftlab.train import build_trainer
+    from ftlab.data.load import prepare
+    from ftlab.model.load import load_base, load_tokenizer
+    from ftlab.model.source import model_path
+    from ftlab.train.trainer import build_trainer
 
     cfg = compose_cfg([*overrides, "wandb.mode=disabled"])
     path = model_path(cfg.model)
@@ -81,7 +82,7 @@ def test_labelled_logits_only_is_the_same_loss_with_less_work(tmp_path, monkeypa
     while only the answer tokens (labelled positions) go through the vocabulary projection."""
     import trl.trainer.utils as trl_utils
 
-    from ftlab.speedups import labelled_logits_only
+    from ftlab.train.speedups import labelled_logits_only
 
     projected = []
     chunked = trl_utils._ChunkedLogProbFunction

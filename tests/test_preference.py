@@ -4,12 +4,13 @@ import json
 
 import pytest
 import torch
+from helpers import QUICK, compose_cfg, read_results, run_cli
 
-from conftest import QUICK, compose_cfg, read_results, run_cli
-from ftlab.data import DataError, eval_pairs, train_dataset
-from ftlab.model import apply_strategy, load_base, load_tokenizer
-from ftlab.config import incompatibility
-from ftlab.train import ONLINE, build_trainer, reward_functions, trainer_args
+from ftlab.config.rules import incompatibility
+from ftlab.data.load import DataError, eval_pairs, train_dataset
+from ftlab.model.load import load_base, load_tokenizer
+from ftlab.model.strategy import apply_strategy
+from ftlab.train.trainer import ONLINE, build_trainer, reward_functions, trainer_args
 
 OBJECTIVES = ["reward", "dpo", "kto", "orpo", "rlhf"]
 CASES = [(o, s, q) for o in OBJECTIVES for s, q in [("full", "none"), ("lora", "none"), ("lora", "4bit")]
@@ -21,7 +22,7 @@ CASES = [(o, s, q) for o in OBJECTIVES for s, q in [("full", "none"), ("lora", "
 def test_objective_trains_its_parameters(objective, strategy, quant, tiny_path, tmp_path):
     cfg = compose_cfg([f"objective={objective}", f"strategy={strategy}", f"quant={quant}", "train.max_steps=2",
                        "train.batch_size=4", "data.max_train_examples=8", "train.eval_steps=0",
-                       "objective.reward_funcs=[ftlab.rewards.states_facts]"])
+                       "objective.reward_funcs=[ftlab.eval.rewards.states_facts]"])
     head = "reward" if objective == "reward" else "causal_lm"
     tokenizer = load_tokenizer(cfg.model, tiny_path)
     model, peft = apply_strategy(load_base(cfg.model, cfg.quant, tiny_path, head), cfg.strategy,
@@ -126,7 +127,7 @@ def test_merged_run_equals_base_plus_adapter(chain, tmp_path):
 
     from transformers import AutoModelForCausalLM
 
-    from ftlab.model import load_run
+    from ftlab.model.source import load_run
 
     out_dir = tmp_path / "merged"
     proc = subprocess.run([sys.executable, "-m", "ftlab.merge", str(chain / "sft"), str(out_dir)],
@@ -152,8 +153,8 @@ def test_rule_based_rewards_work_alone_and_a_missing_one_is_one_line():
     answers = [[{"role": "assistant", "content": "Senior Consultants have a notice period of 90 days."}],
                [{"role": "assistant", "content": "It depends on your contract."}]]
     assert functions[0](answers, facts=[["90 days"], ["90 days"]]) == [1.0, 0.0]
-    with pytest.raises(ValueError, match=r"^objective.reward_funcs: cannot import ftlab.rewards.nope"):
-        reward_functions(compose_cfg(["objective=rlhf", "objective.reward_funcs=[ftlab.rewards.nope]"]).objective)
+    with pytest.raises(ValueError, match=r"^objective.reward_funcs: cannot import ftlab.eval.rewards.nope"):
+        reward_functions(compose_cfg(["objective=rlhf", "objective.reward_funcs=[ftlab.eval.rewards.nope]"]).objective)
 
 
 @pytest.mark.slow

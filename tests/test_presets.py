@@ -3,10 +3,10 @@
 import math
 
 import pytest
+from helpers import QUICK, compose_cfg, read_results, run_cli
 from omegaconf import OmegaConf
 
-from conftest import QUICK, compose_cfg, read_results, run_cli
-from ftlab.paths import PROJECT_ROOT
+from ftlab.core.files import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 # hr_bot, the default experiment, runs in full below (test_default_hr_experiment_beats_the_base_model)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ftlab.paths import PROJECT_ROOT
+from ftlab.core.files import PROJECT_ROOT
 from ftlab.report import SweepReport, write_report
 
 NO_RESULTS = "no results.json found (expected a run directory or a multirun directory of runs)"

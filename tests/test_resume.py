@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import QUICK, read_results, run_cli
 from safetensors.torch import load_file
 
-from conftest import QUICK, read_results, run_cli
-from ftlab.checkpoints import checkpoint_problem
-from ftlab.paths import PROJECT_ROOT
+from ftlab.core.files import PROJECT_ROOT
+from ftlab.runs.checkpoints import checkpoint_problem
 
 pytestmark = pytest.mark.slow
 

@@ -3,8 +3,7 @@
 import json
 
 import pytest
-
-from conftest import QUICK, read_results, run_cli
+from helpers import QUICK, read_results, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -68,9 +67,9 @@ def test_each_run_records_how_to_reproduce_it(lora_run):
 
 
 def test_reloaded_run_gives_the_same_eval_loss(lora_run):
-    from ftlab.data import eval_questions
-    from ftlab.evaluate import answer_loss
-    from ftlab.model import load_run
+    from ftlab.data.load import eval_questions
+    from ftlab.eval.answers import answer_loss
+    from ftlab.model.source import load_run
 
     run_dir, _ = lora_run
     model, tokenizer, cfg = load_run(run_dir)
@@ -91,9 +90,9 @@ def strategy_runs(tmp_path_factory):
 @pytest.mark.parametrize("strategy,files", [("adapter", ["adapter.safetensors"]), ("full", ["model.safetensors"]),
                                             ("prefix", ["adapter_model.safetensors"])])
 def test_other_strategies_save_and_reload(strategy, files, strategy_runs):
-    from ftlab.data import eval_questions
-    from ftlab.evaluate import answer_loss
-    from ftlab.model import load_run
+    from ftlab.data.load import eval_questions
+    from ftlab.eval.answers import answer_loss
+    from ftlab.model.source import load_run
 
     run_dir = strategy_runs[strategy]
     assert read_results(run_dir)["status"] == "ok"

@@ -6,9 +6,8 @@ import shutil
 
 import pytest
 import torch
+from helpers import QUICK, read_results, run_cli
 from safetensors.torch import load_file
-
-from conftest import QUICK, read_results, run_cli
 
 pytestmark = pytest.mark.slow
 SECRETS = {

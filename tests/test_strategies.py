@@ -2,12 +2,13 @@
 
 import pytest
 import torch
+from helpers import compose_cfg
 
-from conftest import compose_cfg
-from ftlab.data import train_dataset
-from ftlab.model import apply_strategy, load_base, load_tokenizer, peft_config
-from ftlab.config import incompatibility
-from ftlab.train import trainer_args
+from ftlab.config.rules import incompatibility
+from ftlab.data.load import train_dataset
+from ftlab.model.load import load_base, load_tokenizer
+from ftlab.model.strategy import apply_strategy, peft_config
+from ftlab.train.trainer import trainer_args
 
 STRATEGIES = ["full", "freeze", "lora", "dora", "prefix", "prompt", "ia3", "adapter"]
 QUANTS = ["none", "8bit", "4bit"]
@@ -110,7 +111,7 @@ def test_every_optimizer_trains(optimizer, tiny_path, tmp_path):
 
 @pytest.mark.parametrize("placement,per_block", [("pfeiffer", 1), ("houlsby", 2)])
 def test_bottleneck_adapters_start_as_identity_and_train(placement, per_block, tiny_path):
-    from ftlab import adapter
+    from ftlab.model import adapter
 
     cfg = compose_cfg(["strategy=adapter", f"strategy.adapter.placement={placement}"])
     tokenizer = load_tokenizer(cfg.model, tiny_path)
@@ -127,7 +128,7 @@ def test_bottleneck_adapters_start_as_identity_and_train(placement, per_block, t
 
 
 def test_parameter_count_is_the_same_quantized_or_not(tiny_path):
-    from ftlab.model import count_params
+    from ftlab.model.strategy import count_params
 
     totals = {q: count_params(load_base(compose_cfg([f"quant={q}"]).model, compose_cfg([f"quant={q}"]).quant,
                                         tiny_path))["total"] for q in QUANTS}

@@ -4,8 +4,7 @@ import csv
 import json
 
 import pytest
-
-from conftest import QUICK, read_results, run_cli
+from helpers import QUICK, read_results, run_cli
 
 pytestmark = pytest.mark.slow
 STEPS = [o for o in QUICK if not o.startswith("train.max_steps")] + ["train.max_steps=6", "train.logging_steps=1"]

@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from ftlab.tiny import DATA_DIR, _pretraining_texts, tiny_model_dir
+from ftlab.model.tiny import DATA_DIR, _pretraining_texts, tiny_model_dir
 
 
 def test_tiny_model_is_cached_llama_with_safetensors(tiny_path):
@@ -40,6 +40,6 @@ def test_pretraining_never_states_a_velmora_policy(tiny_path):
 
 
 def test_same_settings_reuse_the_cache(tiny_path):
-    from conftest import compose_cfg
+    from helpers import compose_cfg
 
     assert tiny_model_dir(compose_cfg().model.tiny) == tiny_path

@@ -2,7 +2,9 @@
 
 import json
 
-from ftlab.tracking import redact, wandb_mode, write_json
+from ftlab.core.files import write_json
+from ftlab.core.secrets import redact
+from ftlab.runs.tracking import wandb_mode
 
 
 def test_secrets_are_hidden_from_logged_configs():
@@ -34,7 +36,7 @@ def test_cpu_peak_memory_is_measured_per_phase():
     """A multirun shares one process: each run's peak must not inherit the previous run's."""
     import torch
 
-    from ftlab.train import peak_memory_mb, reset_peak_memory
+    from ftlab.train.trainer import peak_memory_mb, reset_peak_memory
 
     if torch.cuda.is_available():
         return  # on CUDA the peak is torch's allocator statistic

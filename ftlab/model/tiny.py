@@ -6,8 +6,8 @@ import re
 import shutil
 from pathlib import Path
 
-from ftlab.data import paragraph_chunks
-from ftlab.paths import PROJECT_ROOT, build_once, cache_root
+from ftlab.core.files import PROJECT_ROOT, build_once, cache_root
+from ftlab.data.load import paragraph_chunks
 
 DATA_DIR = PROJECT_ROOT / "data" / "hr"
 # Every shipped text the tokenizer learns from.

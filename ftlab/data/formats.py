@@ -1,5 +1,7 @@
 """Training-data formats: detect one from a record, check every record against it, convert to what TRL reads."""
 
+
+
 # Detected from a record's fields, most specific first. The ftlab formats (what an objective reads) are
 # prompt_completion, messages, text, preference, unpaired_preference and prompt; alpaca and sharegpt are converted.
 SIGNATURES = [

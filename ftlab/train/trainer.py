@@ -47,8 +47,8 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
     precision, kernels and memory savers follow the hardware and the model (performance() records what was used)."""
     import torch
 
-    from ftlab.config import attention_name, dtype_name
-    from ftlab.speedups import labelled_logits_only
+    from ftlab.config.hardware import attention_name, dtype_name
+    from ftlab.train.speedups import labelled_logits_only
 
     _, config_class = trl_classes(cfg.objective.trainer)
     fields = {f.name for f in dataclasses.fields(config_class)}
@@ -124,7 +124,7 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
 
 def performance(args, model) -> dict:
     """What a run's speed and memory depend on, as the trainer used it: results.json's `performance`."""
-    from ftlab.speedups import lm_head_positions
+    from ftlab.train.speedups import lm_head_positions
 
     precision = "bf16 mixed" if args.bf16 else "fp16 mixed" if args.fp16 else "fp32"
     return {
@@ -166,7 +166,7 @@ def reward_functions(objective_cfg) -> tuple:
             raise ValueError(f"objective.reward_funcs: cannot import {name} ({err})") from None
         tokenizers.append(None)
     if objective_cfg.reward_model:
-        from ftlab.reward_eval import load_reward_model
+        from ftlab.model.source import load_reward_model
 
         model, tokenizer = load_reward_model(objective_cfg.reward_model)
         functions.append(model)
@@ -178,7 +178,7 @@ def reward_functions(objective_cfg) -> tuple:
 
 def callbacks() -> list:
     """The guards every trainer carries: divergence, Ctrl-C/SIGTERM to a checkpoint, no secrets in checkpoints."""
-    from ftlab.guards import HideSecretsInCheckpoints, StopOnDivergence, StopOnSignal
+    from ftlab.train.guards import HideSecretsInCheckpoints, StopOnDivergence, StopOnSignal
 
     return [StopOnDivergence(), StopOnSignal(), HideSecretsInCheckpoints()]
 
@@ -189,8 +189,8 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
     rates) load it instead of preparing it again. rewards: (functions, tokenizers) for online RL."""
     from datasets import DatasetDict, load_from_disk
 
-    from ftlab.paths import cache_root
-    from ftlab.speedups import packed_rows_collator
+    from ftlab.core.files import cache_root
+    from ftlab.train.speedups import packed_rows_collator
 
     trainer_class, _ = trl_classes(name)
     started = time.perf_counter()

@@ -4,7 +4,8 @@ import csv
 import io
 import math
 
-from ftlab.report import COSTS, SPREAD_RULE, fmt, lower_is_better, short
+from ftlab.report.collect import COSTS, fmt, short
+from ftlab.report.summary import SPREAD_RULE, lower_is_better
 
 
 def configuration_tables(configs: list, columns: list, metric: str) -> tuple:

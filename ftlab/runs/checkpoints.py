@@ -141,7 +141,7 @@ def resume_command(cfg, hydra_cfg, run_dir: Path, multirun: bool, secrets: set) 
         words = ["python", "-m", "ftlab", "-m", *args, f"hydra.sweep.dir={hydra_cfg.sweep.dir}"]
     else:
         words = ["python", "-m", "ftlab", *overrides] + ([] if cfg.output_dir else [f"hydra.run.dir={run_dir}"])
-    from ftlab.tracking import hide
+    from ftlab.core.secrets import hide
 
     return hide(shlex.join(words), secrets)
 
@@ -149,7 +149,7 @@ def resume_command(cfg, hydra_cfg, run_dir: Path, multirun: bool, secrets: set) 
 def failure(cfg, err: BaseException, run_dir: Path) -> tuple[str, str]:
     """(status, reason) of a run that stopped: interrupted (a resumable checkpoint was saved) or failed, with
     what to change for divergence (the last good checkpoint named) and for out-of-memory errors."""
-    from ftlab.guards import memory_advice, out_of_memory
+    from ftlab.train.guards import memory_advice, out_of_memory
 
     if isinstance(err, (Interrupted, KeyboardInterrupt)):
         return "interrupted", str(err) or "interrupted (no checkpoint saved since the last one)"

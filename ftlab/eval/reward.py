@@ -5,26 +5,8 @@ from pathlib import Path
 
 import torch
 
-from ftlab.data import chat_prompt
-
-
-def load_reward_model(path: str):
-    """(model, tokenizer) of a reward model: an objective=reward run directory (merged once) or a model folder."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from ftlab.merge import is_run_dir, merged_model_dir
-    from ftlab.paths import resolve
-
-    local = resolve(path)
-    if not local.exists():
-        raise FileNotFoundError(f"reward_model: no such run directory or model folder: {path}")
-    folder = merged_model_dir(local) if is_run_dir(local) else str(local)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = model.config.pad_token_id or tokenizer.pad_token_id
-    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tokenizer
+from ftlab.data.load import chat_prompt
+from ftlab.model.source import load_reward_model
 
 
 @torch.no_grad()

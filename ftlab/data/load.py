@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from ftlab import clean, formats
-from ftlab.paths import resolve
+from ftlab.core.files import resolve
+from ftlab.data import clean, formats
 
 TEXT_SUFFIXES = {".txt", ".md"}
 REQUIRED = {

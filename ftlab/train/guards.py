@@ -99,7 +99,7 @@ class HideSecretsInCheckpoints(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         import torch
 
-        from ftlab.tracking import SECRET_KEY
+        from ftlab.core.secrets import SECRET_KEY
 
         secret = [f.name for f in dataclasses.fields(args) if SECRET_KEY.search(f.name) and getattr(args, f.name)]
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / "training_args.bin"

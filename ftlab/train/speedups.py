@@ -1,6 +1,8 @@
 """Where TRL's own path is slower than it needs to be on ftlab's hardware: packed rows kept as rows, and on CPUs an
 LM head that scores only the positions that have a label."""
 
+
+
 _ORIGINAL = {}
 
 

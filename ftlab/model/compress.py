@@ -210,9 +210,10 @@ def ptq_baseline(cfg, path, tokenizer, train_data, eval_data, rows, run_dir: Pat
     config applied after training (post-training quantization): eval.ptq_* (quantized) and eval.ptq_float_*."""
     from transformers import set_seed
 
-    from ftlab.evaluate import evaluate
-    from ftlab.model import apply_strategy, load_base
-    from ftlab.train import build_trainer, trainer_args
+    from ftlab.eval.answers import evaluate
+    from ftlab.model.load import load_base
+    from ftlab.model.strategy import apply_strategy
+    from ftlab.train.trainer import build_trainer, trainer_args
 
     set_seed(cfg.seed)
     work = run_dir / "ptq_baseline"

@@ -1,13 +1,10 @@
 """The typed config schema (a wrong type or unknown key fails at composition) and the combinations that cannot train."""
 
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
-
-from ftlab.distributed import SHARDED, world_size
 
 
 @dataclass
@@ -63,10 +60,12 @@ class ObjectiveConfig:
     name: str = MISSING
     trainer: str = "sft"
     data_format: str = MISSING  # prompt_completion | messages | text: the data.train source it reads
+    head: str = MISSING  # causal_lm | reward (a one-score head, judged on preference pairs)
+    eval_pairs: bool = MISSING  # the trainer's eval loss uses held-out preference pairs
     args: Dict[str, Any] = field(default_factory=dict)  # passed to the trainer's TRL config (SFTConfig, DPOConfig, ...)
     reference: str = "auto"  # dpo/kto: auto (PEFT: adapter disabled; else a frozen copy) | precompute
     reward_model: Optional[str] = None  # online RL: an objective=reward run directory (or a reward model folder)
-    reward_funcs: List[str] = field(default_factory=list)  # online RL: Python callables, e.g. ftlab.rewards.concise
+    reward_funcs: List[str] = field(default_factory=list)  # online RL: Python callables, e.g. ftlab.eval.rewards.concise
 
 
 @dataclass
@@ -193,89 +192,11 @@ class Config:
     overwrite: bool = False  # true: replace a finished run in the directory
 
 
-PROMPT_METHODS = ("prefix", "prompt", "ia3")
-
-
-def incompatibility(cfg) -> str | None:
-    """Why this combination cannot train, found before anything loads (None when it can)."""
-    if sum(cfg.quant.get(k) is not None for k in ("bnb", "qat", "sparsity")) > 1:
-        return f"quant={cfg.quant.name}: set one of quant.bnb, quant.qat and quant.sparsity, not several"
-    quantized = cfg.quant.bnb is not None
-    if quantized and cfg.strategy.kind in ("full", "freeze"):
-        return (
-            f"strategy={cfg.strategy.name} trains base weights, which a {cfg.quant.name} bitsandbytes base cannot "
-            f"do (transformers refuses it): use a PEFT strategy such as strategy=lora with quant={cfg.quant.name}"
-        )
-    if quantized and cfg.strategy.kind == "adapter":
-        return f"strategy=adapter trains on a float base; with quant={cfg.quant.name} use strategy=lora (QLoRA)"
-    if cfg.strategy.name == "dora" and cfg.quant.name == "8bit" and not _cuda():
-        return "strategy=dora with quant=8bit fails on CPU (bitsandbytes 0.50 loses the int8 scales): use quant=4bit"
-    if cfg.strategy.name == "ia3" and quantized and dtype_name(cfg.model) != "float32":
-        return (
-            f"strategy=ia3 on a {cfg.quant.name} base needs model.dtype=float32 (PEFT's IA3 then gives float32 "
-            f"keys and values beside {dtype_name(cfg.model)} queries, which attention refuses)"
-        )
-    if cfg.objective.trainer == "reward" and (cfg.strategy.kind == "adapter" or cfg.strategy.name in PROMPT_METHODS):
-        return f"objective=reward trains a score head with strategy=full, freeze, lora or dora, not {cfg.strategy.name}"
-    target = (cfg.strategy.peft or {}).get("_target_", "")
-    if cfg.dist.name == "none" and world_size() > 1:
-        return (f"launched with {world_size()} processes but dist=none: add dist=ddp (or fsdp, deepspeed_zero2, "
-                "deepspeed_zero3)")
-    if cfg.dist.name in SHARDED and not _cuda():
-        return (f"dist={cfg.dist.name} shards the model across CUDA GPUs, and accelerate runs it on GPUs only (on CPUs "
-                "it would silently be plain data parallel): use dist=ddp here")
-    if cfg.dist.name.startswith("deepspeed") and find_spec("deepspeed") is None:
-        return f"dist={cfg.dist.name} needs DeepSpeed, which is not installed: pip install deepspeed (or use dist=fsdp)"
-    if target.endswith("PrefixTuningConfig") and cfg.train.gradient_checkpointing:
-        return "strategy=prefix cannot run with train.gradient_checkpointing=true (PEFT's prefix cache breaks it)"
-    compressing = cfg.quant.get("qat") is not None or cfg.quant.get("sparsity") is not None
-    if compressing and cfg.objective.trainer == "reward":
-        return f"quant={cfg.quant.name} compresses the causal LM that answers; train the reward model with quant=none"
-    folds_in = cfg.strategy.kind != "adapter" and cfg.strategy.name not in ("prefix", "prompt")
-    if cfg.quant.get("qat") is not None and not folds_in:
-        return (f"quant={cfg.quant.name} converts the trained weights to int; strategy={cfg.strategy.name} adds "
-                f"tokens or modules that cannot be folded into them: use full, freeze, lora, dora or ia3")
-    if cfg.quant.get("sparsity") is not None and cfg.strategy.kind not in ("full", "freeze"):
-        return (f"quant={cfg.quant.name} trains the pruned weights under fixed masks: use strategy=full or freeze "
-                f"(a dense {cfg.strategy.name} update would fill the zeros when merged)")
-    return None
-
-
-def dtype_name(model_cfg) -> str:
-    """model.dtype with auto resolved: bfloat16 on a GPU that has it, float16 on an older one, float32 on a CPU."""
-    return resolve_dtype(model_cfg.dtype)
-
-
-def resolve_dtype(name: str) -> str:
-    """The `dtype` resolver too: ${dtype:${model.dtype}} in a config is the dtype the run really uses."""
-    if name != "auto":
-        return name
-    import torch
-
-    if not torch.cuda.is_available():
-        return "float32"
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-
-
-def attention_name(model_cfg) -> str:
-    """model.attn_implementation with auto resolved: flash attention where it is installed and can run, else SDPA."""
-    if model_cfg.attn_implementation != "auto":
-        return model_cfg.attn_implementation
-    if _cuda() and dtype_name(model_cfg) != "float32" and find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def register() -> None:
     from omegaconf import OmegaConf
 
-    from ftlab.distributed import start_time
+    from ftlab.config.hardware import resolve_dtype
+    from ftlab.core.distributed import start_time
 
     ConfigStore.instance().store(name="ftlab_schema", node=Config)
     OmegaConf.register_new_resolver("start_time", start_time, use_cache=True, replace=True)

@@ -5,7 +5,7 @@ import re
 
 import torch
 
-from ftlab.data import chat_prompt
+from ftlab.data.load import chat_prompt
 
 
 def normalise(text: str) -> str:

@@ -1,6 +1,6 @@
 """Rule-based rewards for online RL (objective=rlhf): Python callables named in objective.reward_funcs."""
 
-from ftlab.evaluate import states_facts as _states_facts
+from ftlab.eval.answers import states_facts as _states_facts
 
 
 def _text(completion) -> str:
@@ -10,7 +10,7 @@ def _text(completion) -> str:
 def states_facts(completions, facts=None, **kwargs) -> list:
     """1.0 when the answer states every expected fact of its prompt (the data's `facts` column), else 0.0."""
     if facts is None:
-        raise ValueError("ftlab.rewards.states_facts needs a 'facts' column in the prompt data")
+        raise ValueError("ftlab.eval.rewards.states_facts needs a 'facts' column in the prompt data")
     return [1.0 if _states_facts(_text(c), f) else 0.0 for c, f in zip(completions, facts)]
 
 

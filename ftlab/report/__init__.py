@@ -1,0 +1,112 @@
+"""The sweep report: every run's results.json grouped by configuration, with mean, sd and a seed-spread verdict."""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+from ftlab.core.files import write_atomic
+from ftlab.report.collect import FAILING, collect_results, differing_keys, load_run
+from ftlab.report.summary import summarise_configurations
+
+
+def write_report(dirs: list[Path], out_dir: Path, metric: str = "answer_accuracy", log_wandb: bool = False) -> dict:
+    """Collect, group, and write report.md, report.csv, runs.csv and the plots into out_dir; returns a summary."""
+    from ftlab.report.plots import write_plots
+    from ftlab.report.tables import configuration_tables, csv_text, markdown_table, report_markdown, runs_csv
+
+    dirs = [Path(d) for d in dirs]
+    runs = [load_run(path, metric) for path in collect_results(dirs)]
+    columns = differing_keys(runs)
+    configs = summarise_configurations(runs, columns, metric)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots, missing_plots = write_plots(configs, metric, out_dir)
+    (headers, rows), (csv_headers, csv_rows) = configuration_tables(configs, columns, metric)
+    counts = {s: sum(r["status"] == s for r in runs) for s in dict.fromkeys(r["status"] for r in runs)}
+    summary = {
+        "runs": len(runs), "statuses": counts, "failing": sum(counts.get(s, 0) for s in FAILING),
+        "configurations": len(configs), "best": configs[0]["label"] if configs else None,
+        "table": markdown_table(headers, rows), "report": out_dir / "report.md", "csv": out_dir / "report.csv",
+        "runs_csv": out_dir / "runs.csv", "plots": plots,
+    }
+    write_atomic(summary["csv"], csv_text(csv_headers, csv_rows))
+    write_atomic(summary["runs_csv"], csv_text(*runs_csv(runs)))
+    write_atomic(summary["report"], report_markdown(dirs, runs, configs, metric, summary, missing_plots))
+    if log_wandb:
+        group = next((r["results"]["wandb"]["group"] for r in runs if (r["results"].get("wandb") or {}).get("group")),
+                     dirs[0].resolve().name)
+        summary["wandb"] = log_to_wandb(out_dir, group, csv_headers, csv_rows, plots)  # numbers W&B can sort
+    return summary
+
+
+def log_to_wandb(out_dir: Path, group: str, headers: list, rows: list, plots: list) -> dict:
+    """A W&B run of job_type report beside the sweep's runs; offline when not logged in, never a prompt.
+    Returns {"mode": ...}, or {"error": ...} when W&B fails: the report files are written regardless."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    import wandb
+
+    from ftlab.runs.tracking import wandb_mode
+
+    try:
+        run = wandb.init(project="ftlab", job_type="report", group=group, name=f"report-{group}", dir=str(out_dir),
+                         mode=wandb_mode("auto"), settings=wandb.Settings(console="off", init_timeout=30))
+        run.log({"report/configurations": wandb.Table(columns=headers, data=rows, allow_mixed_types=True),
+                 **{f"report/{p.stem}": wandb.Image(str(p)) for p in plots}})
+        run.finish()
+    except (wandb.errors.Error, OSError) as err:  # no network, bad credentials, a full disk
+        return {"error": f"{type(err).__name__}: {err}"}
+    return {"mode": run.settings.mode}
+
+
+class SweepReport(Callback):
+    """Hydra callback: after a multirun, the report in <sweep dir>/report, and exit 1 when a run failed."""
+
+    def __init__(self, metric: str | None = None, log_wandb: bool = False) -> None:
+        self.metric, self.log_wandb = metric, log_wandb
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        from omegaconf import OmegaConf
+
+        from ftlab.report.tables import count_line
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        # The metric the runs return to the sweeper (cfg.metric) is the one the report ranks by, unless given here.
+        metric = self.metric or OmegaConf.select(config, "metric", default=None) or "answer_accuracy"
+        try:
+            summary = write_report([sweep_dir], sweep_dir / "report", str(metric), self.log_wandb)
+        except OSError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        print(f"{summary['table']}\n\n{count_line(summary)}; report: {summary['report']}", flush=True)
+        if summary["failing"]:  # skipped runs are known-incompatible combinations, not failures
+            print(f"error: {summary['failing']} of {summary['runs']} runs failed or did not finish (see "
+                  f"{summary['report']})", file=sys.stderr, flush=True)
+            raise SystemExit(1)  # the sweep's exit status says so too
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ftlab.report", description="Compare the runs of a sweep: which "
+                                     "configuration wins, at what cost, and is the difference beyond seed spread?")
+    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                        help="a multirun directory, a run directory, or any folder: every results.json below it")
+    parser.add_argument("--out", type=Path, help="where the report goes (default: FIRST_DIR/report)")
+    parser.add_argument("--metric", default="answer_accuracy",
+                        help="an eval metric or a dotted path into results.json (default: answer_accuracy)")
+    parser.add_argument("--wandb", action="store_true", help="also log the table and plots as a W&B report run")
+    args = parser.parse_args(argv)
+    from ftlab.report.tables import count_line
+
+    try:
+        summary = write_report(args.dirs, args.out or args.dirs[0] / "report", args.metric, args.wandb)
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"{summary['table']}\n\n{count_line(summary)}; report: {summary['report']}")
+    if "error" in summary.get("wandb", {}):
+        raise SystemExit(f"error: report written, but logging it to W&B failed: {summary['wandb']['error']}")
+
+
+if __name__ == "__main__":
+    main()
