@@ -1,12 +1,13 @@
-# make run: set up (first time) and run the default HR experiment.  make test: set up and run the tests.
+# make run: set up (first time) and run the default HR experiment.  make test: set up, lint and run every test (CI).
+# make test-fast: the tests without the end-to-end CLI runs (-m 'not slow').  make lint: ruff's lint and format checks.
 # make pipeline: the RLHF pipeline (SFT -> reward model -> DPO and online RL, compared) under outputs/pipeline/.
-# Extra arguments go to the command: make run ARGS="strategy=dora quant=4bit"; make test ARGS="-m 'not slow'".
+# Extra arguments go to the command: make run ARGS="strategy=dora quant=4bit"; make test-fast ARGS=-x.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test pipeline clean
+.PHONY: run test test-fast lint pipeline clean
 
 # The stamp is rebuilt when pyproject.toml changes. torch==2.13.0 is installed first so pip takes the CPU wheel
 # lying on this kind of machine; on a GPU machine install your CUDA torch into .venv first and it is kept.
@@ -20,9 +21,18 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(BIN)/python -m ftlab experiment=hr_bot $(ARGS)
 
-test: $(VENV)/.installed
+test: lint
 	@bash .ci/install-browser || echo "make test: no chromium could be installed: the demo's browser test will skip"
 	$(BIN)/python -m pytest $(ARGS)
+
+# While iterating: the end-to-end CLI runs (and the browser the demo's needs) are left to make test.
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+# `$(BIN)/ruff check --fix . && $(BIN)/ruff format .` makes the changes these checks ask for.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Each stage is a run whose directory the next one names.
 pipeline: $(VENV)/.installed

@@ -56,10 +56,18 @@ def timed_train(trainer) -> dict:
     wall = time.perf_counter() - start
     peak = peak_memory_mb()
     tokens = trainer.state.num_input_tokens_seen
-    return {"steps": trainer.state.global_step, "tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall,
-            "checkpoints": saving["count"], "checkpoint_s": saving["s"],
-            "tokens_per_s_without_checkpoints": tokens / (wall - saving["s"]),
-            "peak_memory_mb": peak, "train_memory_mb": peak - before, "loss": out.training_loss}
+    return {
+        "steps": trainer.state.global_step,
+        "tokens": tokens,
+        "wall_s": wall,
+        "tokens_per_s": tokens / wall,
+        "checkpoints": saving["count"],
+        "checkpoint_s": saving["s"],
+        "tokens_per_s_without_checkpoints": tokens / (wall - saving["s"]),
+        "peak_memory_mb": peak,
+        "train_memory_mb": peak - before,
+        "loss": out.training_loss,
+    }
 
 
 def run_case(name: str, variants: dict, repeats: int, warmup_steps: int, note: str = "") -> dict:
@@ -75,7 +83,7 @@ def run_case(name: str, variants: dict, repeats: int, warmup_steps: int, note: s
         except Exception as err:  # e.g. a setting TRL refuses: recorded, not fatal
             errors[label] = f"{type(err).__name__}: {err}"
     for r in range(repeats):
-        for label in (labels if r % 2 == 0 else labels[::-1]):
+        for label in labels if r % 2 == 0 else labels[::-1]:
             if label in errors:
                 continue
             print(f"[{name}] {label}: run {r + 1}/{repeats}", flush=True)
@@ -96,10 +104,14 @@ def run_case(name: str, variants: dict, repeats: int, warmup_steps: int, note: s
             summary[label] = {"error": errors[label]}
             continue
         best = max(runs[label], key=lambda run: run["tokens_per_s"])
-        summary[label] = {**best, "peak_memory_mb": max(run["peak_memory_mb"] for run in runs[label]),
-                          "train_memory_mb": max(run["train_memory_mb"] for run in runs[label]),
-                          "median_tokens_per_s": statistics.median(run["tokens_per_s"] for run in runs[label]),
-                          "settings": settings[label], "runs": runs[label]}
+        summary[label] = {
+            **best,
+            "peak_memory_mb": max(run["peak_memory_mb"] for run in runs[label]),
+            "train_memory_mb": max(run["train_memory_mb"] for run in runs[label]),
+            "median_tokens_per_s": statistics.median(run["tokens_per_s"] for run in runs[label]),
+            "settings": settings[label],
+            "runs": runs[label],
+        }
     return {"note": note, "variants": summary}
 
 
@@ -107,9 +119,13 @@ def ratio(case: dict, a: str, b: str) -> dict | None:
     x, y = case["variants"][a], case["variants"][b]
     if "error" in x or "error" in y:
         return None
-    return {"of": f"{a} / {b}", "tokens_per_s": x["tokens_per_s"] / y["tokens_per_s"],
-            "median_tokens_per_s": x["median_tokens_per_s"] / y["median_tokens_per_s"],
-            "peak_memory": x["peak_memory_mb"] / y["peak_memory_mb"], "wall_s": x["wall_s"] / y["wall_s"]}
+    return {
+        "of": f"{a} / {b}",
+        "tokens_per_s": x["tokens_per_s"] / y["tokens_per_s"],
+        "median_tokens_per_s": x["median_tokens_per_s"] / y["median_tokens_per_s"],
+        "peak_memory": x["peak_memory_mb"] / y["peak_memory_mb"],
+        "wall_s": x["wall_s"] / y["wall_s"],
+    }
 
 
 def environment() -> dict:
@@ -119,24 +135,43 @@ def environment() -> dict:
     import transformers
     import trl
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
     return {
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "trl": trl.__version__,
-                     "transformers": transformers.__version__, "peft": peft.__version__,
-                     "datasets": datasets.__version__, "accelerate": accelerate.__version__},
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                    "platform": platform.platform(), "load_average": os.getloadavg()},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "trl": trl.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+            "datasets": datasets.__version__,
+            "accelerate": accelerate.__version__,
+        },
+        "machine": {
+            "cpu": cpu,
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "platform": platform.platform(),
+            "load_average": os.getloadavg(),
+        },
         "ftlab_git": git.stdout.strip() or None,
     }
 
 
 def table(cases: dict) -> str:
     """The markdown table of every variant, then one line per ratio."""
-    lines = ["| case | variant | steps | tokens | wall s | tokens/s | peak MB | train +MB | ckpt s | MFU |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| case | variant | steps | tokens | wall s | tokens/s | peak MB | train +MB | ckpt s | MFU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     notes = []
     for name, case in cases.items():
         if "skipped" in case:
@@ -147,12 +182,16 @@ def table(cases: dict) -> str:
                 lines.append(f"| {name} | {label} | failed: {v['error'][:80]} ||||||||")
                 continue
             mfu = f"{v['mfu']:.1%}" if "mfu" in v else ""
-            lines.append(f"| {name} | {label} | {v['steps']} | {v['tokens']} | {v['wall_s']:.2f} | "
-                         f"{v['tokens_per_s']:.0f} | {v['peak_memory_mb']:.0f} | {v['train_memory_mb']:.0f} | "
-                         f"{v['checkpoint_s']:.2f} | {mfu} |")
+            lines.append(
+                f"| {name} | {label} | {v['steps']} | {v['tokens']} | {v['wall_s']:.2f} | "
+                f"{v['tokens_per_s']:.0f} | {v['peak_memory_mb']:.0f} | {v['train_memory_mb']:.0f} | "
+                f"{v['checkpoint_s']:.2f} | {mfu} |"
+            )
         for key, r in case.items():
             if isinstance(r, dict) and "of" in r:
-                notes.append(f"{name} {key} ({r['of']}): tokens/s x{r['tokens_per_s']:.2f} (median "
-                             f"x{r['median_tokens_per_s']:.2f}), peak memory x{r['peak_memory']:.2f}, "
-                             f"wall time x{r['wall_s']:.2f}")
+                notes.append(
+                    f"{name} {key} ({r['of']}): tokens/s x{r['tokens_per_s']:.2f} (median "
+                    f"x{r['median_tokens_per_s']:.2f}), peak memory x{r['peak_memory']:.2f}, "
+                    f"wall time x{r['wall_s']:.2f}"
+                )
     return "\n".join(lines + [""] + notes)

@@ -2,10 +2,11 @@
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from ftlab.core.files import write_atomic
 
 # A merged export (python -m ftlab.merge) that still finds its run takes the run's settings; else these.
 FALLBACK_MAX_NEW_TOKENS = 128
@@ -32,7 +33,7 @@ class Settings:
 
 
 def check_chat_dir(path: Path) -> str:
-    """"run" or "export", checked before anything heavy loads; a ChatError says what is wrong."""
+    """ "run" or "export", checked before anything heavy loads; a ChatError says what is wrong."""
     from ftlab.model.source import is_run_dir, run_config
 
     if not path.is_dir():
@@ -43,8 +44,9 @@ def check_chat_dir(path: Path) -> str:
         return "run"
     if (path / "ftlab_merge.json").is_file():
         return "export"
-    raise ChatError(f"{path}: not an ftlab run directory (expected config.yaml and model/) "
-                    f"nor a merged export (ftlab_merge.json)")
+    raise ChatError(
+        f"{path}: not an ftlab run directory (expected config.yaml and model/) nor a merged export (ftlab_merge.json)"
+    )
 
 
 def load_chat_model(path) -> tuple:
@@ -73,15 +75,19 @@ def _load_export(path: Path) -> tuple:
     run = Path(info.get("run", ""))
     cfg = run_config(run) if info.get("run") and is_run_dir(run) else None
     # The bottleneck-adapter modules of an export are ftlab's own code, written beside the weights by ftlab.merge.
-    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=info.get("strategy") == "adapter",
-                                                 use_safetensors=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, trust_remote_code=info.get("strategy") == "adapter", use_safetensors=True
+    )
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if cfg is None:
-        print(f"note: {path}: its run ({info.get('run')}) is gone: no system prompt, {FALLBACK_MAX_NEW_TOKENS} new "
-              f"tokens (--system-prompt, --max-new-tokens set them)", file=sys.stderr)
+        print(
+            f"note: {path}: its run ({info.get('run')}) is gone: no system prompt, {FALLBACK_MAX_NEW_TOKENS} new "
+            f"tokens (--system-prompt, --max-new-tokens set them)",
+            file=sys.stderr,
+        )
         return model, tokenizer, Settings(None, FALLBACK_MAX_NEW_TOKENS), None
     return model, tokenizer, settings_of(cfg), cfg
 
@@ -93,15 +99,22 @@ def answer(model, tokenizer, question: str, settings: Settings, streamer=None) -
 
     from ftlab.data.load import chat_prompt
 
-    prompt = tokenizer.apply_chat_template(chat_prompt(question, settings.system_prompt), add_generation_prompt=True,
-                                           tokenize=False)
+    prompt = tokenizer.apply_chat_template(
+        chat_prompt(question, settings.system_prompt), add_generation_prompt=True, tokenize=False
+    )
     enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False).to(model.device)
     sampling = {} if settings.greedy else {"temperature": settings.temperature, "top_p": settings.top_p}
     with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=settings.max_new_tokens, do_sample=not settings.greedy,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                             streamer=streamer, **sampling)
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        out = model.generate(
+            **enc,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=not settings.greedy,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            streamer=streamer,
+            **sampling,
+        )
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 def answer_all(model, tokenizer, questions: list, settings: Settings) -> list:
@@ -109,8 +122,9 @@ def answer_all(model, tokenizer, questions: list, settings: Settings) -> list:
     if settings.greedy:
         from ftlab.eval.answers import generate_answers
 
-        return generate_answers(model, tokenizer, questions, settings.system_prompt, settings.max_new_tokens,
-                                settings.batch_size)
+        return generate_answers(
+            model, tokenizer, questions, settings.system_prompt, settings.max_new_tokens, settings.batch_size
+        )
     return [answer(model, tokenizer, q, settings) for q in questions]
 
 
@@ -136,13 +150,6 @@ def read_prompts(path: Path) -> list:
     if not rows:
         raise ChatError(f"{path}: no prompts")
     return rows
-
-
-def write_jsonl(path: Path, rows: list) -> None:
-    """Written to a temporary name and renamed: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def interactive(model, tokenizer, settings: Settings) -> None:
@@ -214,12 +221,12 @@ def main(argv=None) -> None:
         interactive(model, tokenizer, settings)
         return
     answers = answer_all(model, tokenizer, [p["question"] for p in prompts], settings)
-    rows = [{**p, "answer": a} for p, a in zip(prompts, answers)]
+    lines = [json.dumps({**p, "answer": a}, ensure_ascii=False) + "\n" for p, a in zip(prompts, answers)]
     if args.out:
-        write_jsonl(args.out, rows)
-        print(f"{len(rows)} answers: {args.out}")
+        write_atomic(args.out, "".join(lines))
+        print(f"{len(lines)} answers: {args.out}")
     else:
-        sys.stdout.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        sys.stdout.writelines(lines)
 
 
 if __name__ == "__main__":

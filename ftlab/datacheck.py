@@ -1,11 +1,12 @@
 """python -m ftlab.datacheck [overrides]: what a run would train on, checked and measured, before any model loads."""
 
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ftlab.core.files import PROJECT_ROOT, write_atomic, write_json, write_png
 
 GREEN, DIM, RESET = "\033[32m", "\033[2m", "\033[0m"
 
@@ -17,11 +18,16 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m ftlab.datacheck", description=main.__doc__)
     parser.add_argument("overrides", nargs="*", help="config overrides, as for python -m ftlab (data=custom ...)")
-    parser.add_argument("--out", help="folder for datacheck.json/.md, lengths.png, example.txt "
-                                      "(default outputs/datacheck/<time>)")
-    parser.add_argument("--gpu-tflops", type=float, default=400.0,
-                        help="achieved training throughput in TFLOP/s for the time estimate (default 400: an H100 "
-                             "in bf16 at about 40%% of its dense peak)")
+    parser.add_argument(
+        "--out", help="folder for datacheck.json/.md, lengths.png, example.txt (default outputs/datacheck/<time>)"
+    )
+    parser.add_argument(
+        "--gpu-tflops",
+        type=float,
+        default=400.0,
+        help="achieved training throughput in TFLOP/s for the time estimate (default 400: an H100 "
+        "in bf16 at about 40%% of its dense peak)",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     out = Path(args.out or f"outputs/datacheck/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     try:
@@ -38,7 +44,6 @@ def compose(overrides: list):
     from omegaconf.errors import OmegaConfBaseException
 
     from ftlab.config.schema import register
-    from ftlab.core.files import PROJECT_ROOT
 
     register()
     try:
@@ -69,41 +74,59 @@ def check(cfg, out: Path, gpu_tflops: float) -> str:
     total = lengths["total"]
     max_length = cfg.train.max_length
     prepared = tokenized(cfg, train, tokenizer, out)
-    trained = [sum(label != -100 for label in row["labels"]) for row in prepared] if "labels" in \
-        prepared.column_names else [len(row["input_ids"]) for row in prepared]
+    trained = (
+        [sum(label != -100 for label in row["labels"]) for row in prepared]
+        if "labels" in prepared.column_names
+        else [len(row["input_ids"]) for row in prepared]
+    )
     params = parameter_count(cfg.model, path)
     epoch_tokens = sum(len(row["input_ids"]) for row in prepared)
     flops = 6 * params * epoch_tokens * cfg.train.epochs
     result = {
-        "data": record, "objective": cfg.objective.name, "format": fmt, "model": cfg.model.path,
+        "data": record,
+        "objective": cfg.objective.name,
+        "format": fmt,
+        "model": cfg.model.path,
         "eval_questions": len(eval_questions(cfg.data, None)) if cfg.data.eval else 0,
         "tokens": {name: summary(values) for name, values in lengths.items()},
-        "max_length": max_length, "truncated": sum(n > max_length for n in total),
-        "epoch": {"examples": len(prepared), "tokens": epoch_tokens, "trained_tokens": sum(trained),
-                  "packed": "seq_lengths" in prepared.column_names},
-        "compute": {"params": params, "epochs": cfg.train.epochs, "flops": flops, "gpu_tflops": gpu_tflops,
-                    "hours": flops / (gpu_tflops * 1e12) / 3600},
+        "max_length": max_length,
+        "truncated": sum(n > max_length for n in total),
+        "epoch": {
+            "examples": len(prepared),
+            "tokens": epoch_tokens,
+            "trained_tokens": sum(trained),
+            "packed": "seq_lengths" in prepared.column_names,
+        },
+        "compute": {
+            "params": params,
+            "epochs": cfg.train.epochs,
+            "flops": flops,
+            "gpu_tflops": gpu_tflops,
+            "hours": flops / (gpu_tflops * 1e12) / 3600,
+        },
     }
-    from ftlab.core.files import write_atomic
-
     example, coloured = masked_example(prepared[0], tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     histogram(lengths, max_length, out / "lengths.png")
     write_atomic(out / "example.txt", example + "\n")
     text = render(result, coloured if sys.stdout.isatty() else example, out)
     write_atomic(out / "datacheck.md", render(result, example, out))
-    write_atomic(out / "datacheck.json", json.dumps(result, indent=2, default=str) + "\n")
+    write_json(out / "datacheck.json", result)
     return text
 
 
 def field_lengths(dataset, tokenizer) -> dict:
     """Tokens per example: of each field (prompt, completion, chosen, ...; a conversation per role) and in total,
     through the chat template as the trainer sees them."""
+
     def count(turns_or_text, generation_prompt=False):
         if isinstance(turns_or_text, str):
             return len(tokenizer(turns_or_text, add_special_tokens=False)["input_ids"])
-        return len(tokenizer.apply_chat_template(turns_or_text, tokenize=True, return_dict=True,
-                                                 add_generation_prompt=generation_prompt)["input_ids"])
+        return len(
+            tokenizer.apply_chat_template(
+                turns_or_text, tokenize=True, return_dict=True, add_generation_prompt=generation_prompt
+            )["input_ids"]
+        )
 
     lengths = {}
     for row in dataset:
@@ -125,8 +148,13 @@ def field_lengths(dataset, tokenizer) -> dict:
 
 def summary(values: list) -> dict:
     ordered = sorted(values)
-    return {"min": ordered[0], "median": statistics.median(ordered), "p95": ordered[int(0.95 * (len(ordered) - 1))],
-            "max": ordered[-1], "mean": statistics.fmean(ordered)}
+    return {
+        "min": ordered[0],
+        "median": statistics.median(ordered),
+        "p95": ordered[int(0.95 * (len(ordered) - 1))],
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+    }
 
 
 def tokenized(cfg, train, tokenizer, out: Path):
@@ -144,16 +172,28 @@ def tokenized(cfg, train, tokenizer, out: Path):
         # the answer. Online RL (a prompt only) trains on answers the policy writes during training.
         rows = {"input_ids": [], "labels": []}
         for r in train:
-            prompt = tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True,
-                                                   return_dict=True)["input_ids"]
+            prompt = tokenizer.apply_chat_template(
+                r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
             answer = r.get("chosen") or r.get("completion")
-            ids = tokenizer.apply_chat_template(r["prompt"] + answer, tokenize=True, return_dict=True)["input_ids"] \
-                if answer else prompt
+            ids = (
+                tokenizer.apply_chat_template(r["prompt"] + answer, tokenize=True, return_dict=True)["input_ids"]
+                if answer
+                else prompt
+            )
             rows["input_ids"].append(ids)
-            rows["labels"].append([-100] * len(prompt) + ids[len(prompt):])
+            rows["labels"].append([-100] * len(prompt) + ids[len(prompt) :])
         return Dataset.from_dict(rows)
-    stand_in = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                                            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
+    stand_in = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
     sft_cfg = OmegaConf.merge(cfg, {"objective": {"trainer": "sft"}})
     with tempfile.TemporaryDirectory() as scratch:  # the trainer's output_dir: nothing is written there
         args = trainer_args(sft_cfg, Path(scratch), "none", has_eval_data=False)
@@ -180,8 +220,9 @@ def parameter_count(model_cfg, path: str) -> int:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(path, revision=model_cfg.revision,
-                                        trust_remote_code=model_cfg.trust_remote_code)
+    config = AutoConfig.from_pretrained(
+        path, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
+    )
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=model_cfg.trust_remote_code)
     return sum(p.numel() for p in model.parameters())
@@ -197,15 +238,19 @@ def histogram(lengths: dict, max_length: int, path: Path) -> None:
     top = max(max(max(v) for v in lengths.values()), max_length)
     bins = [top * i / 50 for i in range(51)]  # shared bins: fields compare at a glance
     for name, values in lengths.items():
-        ax.hist(values, bins=bins, alpha=0.5 if name != "total" else 0.8, label=name,
-                histtype="stepfilled" if name != "total" else "step", linewidth=2)
+        ax.hist(
+            values,
+            bins=bins,
+            alpha=0.5 if name != "total" else 0.8,
+            label=name,
+            histtype="stepfilled" if name != "total" else "step",
+            linewidth=2,
+        )
     ax.axvline(max_length, color="red", linestyle="--", label=f"train.max_length = {max_length}")
     ax.set(xlabel="tokens per example", ylabel="examples", title="Token lengths of the training examples")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, format="png", dpi=110)
+    write_png(path, figure, 110)
     plt.close(figure)
-    tmp.replace(path)
 
 
 def duration(hours: float) -> str:
@@ -223,14 +268,17 @@ def render(result: dict, example: str, out: Path) -> str:
         f"{d.get('too_long', 0)} -> train {d['train']}, validation {d['validation']}",
         f"held-out questions {result['eval_questions']}, of which also in training: {d['leaked_eval_questions']}",
         "tokens per example (min / median / p95 / max):",
-        *(f"  {name:<12} {s['min']} / {s['median']:.0f} / {s['p95']} / {s['max']}" for name, s in
-          result["tokens"].items()),
+        *(
+            f"  {name:<12} {s['min']} / {s['median']:.0f} / {s['p95']} / {s['max']}"
+            for name, s in result["tokens"].items()
+        ),
         f"train.max_length {result['max_length']} truncates {result['truncated']} of {d['train']} examples",
         f"one epoch: {e['tokens']:,} tokens in {e['examples']} sequences{' (packed)' if e['packed'] else ''}, "
         f"{e['trained_tokens']:,} of them trained (loss)",
         f"compute: 6 x {c['params']:,} params x {e['tokens']:,} tokens x {c['epochs']} epochs = {c['flops']:.2e} "
         f"FLOPs (full fine-tuning; PEFT about 2/3): {duration(c['hours'])} at {c['gpu_tflops']:.0f} TFLOP/s",
-        "first example as the trainer sees it ([[trained tokens]]):", example,
+        "first example as the trainer sees it ([[trained tokens]]):",
+        example,
         f"written: {out / 'datacheck.json'}, {out / 'datacheck.md'}, {out / 'lengths.png'}, {out / 'example.txt'}",
     ]
     return "\n".join(lines) + "\n"

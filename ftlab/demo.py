@@ -55,8 +55,7 @@ def load_contenders(run_dirs: list) -> tuple[list, list]:
     from ftlab.model.source import model_path
 
     runs, bases, base_keys = [], [], set()
-    records = [json.loads((d / "results.json").read_text()) if (d / "results.json").is_file() else {}
-               for d in run_dirs]
+    records = [json.loads((d / "results.json").read_text()) if (d / "results.json").is_file() else {} for d in run_dirs]
     names = [r.get("run_name") or d.name for d, r in zip(run_dirs, records)]
     # Runs of one config share a run name: their folders tell them apart.
     labels = [f"{n} ({d.parent.name}/{d.name})" if names.count(n) > 1 else n for n, d in zip(names, run_dirs)]
@@ -78,17 +77,25 @@ def load_contenders(run_dirs: list) -> tuple[list, list]:
 
 def numbers_table(runs: list) -> str:
     """Each run's key numbers from its results.json, base -> fine-tuned."""
+
     def pair(e, key, digits):
         base, tuned = e.get(f"base_{key}"), e.get(key)
-        return "-" if tuned is None else f"{base:.{digits}f} → {tuned:.{digits}f}" if base is not None else \
-            f"{tuned:.{digits}f}"
+        return (
+            "-"
+            if tuned is None
+            else f"{base:.{digits}f} → {tuned:.{digits}f}"
+            if base is not None
+            else f"{tuned:.{digits}f}"
+        )
 
     rows = ["| run | strategy | quant | objective | answer accuracy | held-out loss | steps |", "|---" * 7 + "|"]
     for run in runs:
         r = run.results
         c, e, steps = r.get("choices") or {}, r.get("eval") or {}, (r.get("train") or {}).get("steps", "-")
-        rows.append(f"| {run.label} | {c.get('strategy', '?')} | {c.get('quant', '?')} | {c.get('objective', '?')} | "
-                    f"{pair(e, 'answer_accuracy', 2)} | {pair(e, 'loss', 3)} | {steps} |")
+        rows.append(
+            f"| {run.label} | {c.get('strategy', '?')} | {c.get('quant', '?')} | {c.get('objective', '?')} | "
+            f"{pair(e, 'answer_accuracy', 2)} | {pair(e, 'loss', 3)} | {steps} |"
+        )
     return "\n".join(rows)
 
 
@@ -105,8 +112,13 @@ def build_app(bases: list, runs: list, eval_rows: list):
         question = (question or "").strip()
         row = by_question.get(question)
         expected = row["facts"] if row else None
-        heading = f"**Expected:** {', '.join(expected)}  \n**Reference answer:** {row['answer']}" if row else \
-            "*A question of your own: no expected facts to check against.*" if question else ""
+        heading = (
+            f"**Expected:** {', '.join(expected)}  \n**Reference answer:** {row['answer']}"
+            if row
+            else "*A question of your own: no expected facts to check against.*"
+            if question
+            else ""
+        )
         answers, verdicts = [""] * len(contenders), [""] * len(contenders)
         yield heading, *answers, *verdicts  # the last question's answers go at once
         if not question:
@@ -116,19 +128,36 @@ def build_app(bases: list, runs: list, eval_rows: list):
             with lock:
                 answers[i] = contender.answer(question)
             took = f"{time.perf_counter() - started:.1f} s"
-            verdicts[i] = (("**right**: states the expected facts" if states_facts(answers[i], expected) else
-                            "**wrong**: misses the expected facts") + f" ({took})") if expected else took
+            verdicts[i] = (
+                (
+                    (
+                        "**right**: states the expected facts"
+                        if states_facts(answers[i], expected)
+                        else "**wrong**: misses the expected facts"
+                    )
+                    + f" ({took})"
+                )
+                if expected
+                else took
+            )
             yield heading, *answers, *verdicts
 
     with gr.Blocks(title="ftlab: base vs fine-tuned", analytics_enabled=False) as app:
-        gr.Markdown("# Base vs fine-tuned\nPick a held-out question (never trained on) or type your own; each model "
-                    "answers as the run was evaluated (greedy, the run's system prompt and answer length).")
+        gr.Markdown(
+            "# Base vs fine-tuned\nPick a held-out question (never trained on) or type your own; each model "
+            "answers as the run was evaluated (greedy, the run's system prompt and answer length)."
+        )
         gr.Markdown(numbers_table(runs), elem_id="numbers")
         with gr.Row():
-            pick = gr.Dropdown([r["question"] for r in eval_rows], value=None, label="held-out question",
-                               elem_id="pick", scale=2)
-            box = gr.Textbox(label="question", placeholder="What is the notice period for a Senior Consultant?",
-                             elem_id="question", scale=3)
+            pick = gr.Dropdown(
+                [r["question"] for r in eval_rows], value=None, label="held-out question", elem_id="pick", scale=2
+            )
+            box = gr.Textbox(
+                label="question",
+                placeholder="What is the notice period for a Senior Consultant?",
+                elem_id="question",
+                scale=3,
+            )
         go = gr.Button("Ask", variant="primary", elem_id="ask")
         expected_md = gr.Markdown(elem_id="expected")
         outputs, verdict_outputs = [], []
@@ -136,8 +165,14 @@ def build_app(bases: list, runs: list, eval_rows: list):
             for i, contender in enumerate(contenders):
                 kind = "base" if i < len(bases) else "tuned"
                 with gr.Column(min_width=240):
-                    outputs.append(gr.Textbox(label=contender.label, lines=5, interactive=False,
-                                              elem_id=f"answer-{kind}-{i if kind == 'base' else i - len(bases)}"))
+                    outputs.append(
+                        gr.Textbox(
+                            label=contender.label,
+                            lines=5,
+                            interactive=False,
+                            elem_id=f"answer-{kind}-{i if kind == 'base' else i - len(bases)}",
+                        )
+                    )
                     verdict_outputs.append(gr.Markdown(elem_id=f"verdict-{i}"))
         every = [expected_md, *outputs, *verdict_outputs]
         pick.input(lambda q: q, pick, box).then(ask, box, every)  # picking a question asks it at once
@@ -171,15 +206,25 @@ def main(argv=None) -> None:
     except (ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from None
     app = build_app(bases, runs, eval_rows)
-    print(f"loaded {len(bases)} base and {len(runs)} fine-tuned model(s) in {time.perf_counter() - started:.1f} s",
-          flush=True)
+    print(
+        f"loaded {len(bases)} base and {len(runs)} fine-tuned model(s) in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: listening on {args.host}: other machines on the network can use this demo", flush=True)
     try:
         # Never a public share link; no server-side rendering (it needs Node), no MCP server, no monitoring page.
         app.queue(default_concurrency_limit=1).launch(
-            server_name=args.host, server_port=args.port, share=False, ssr_mode=False, mcp_server=False, pwa=False,
-            enable_monitoring=False, show_error=True, footer_links=[])
+            server_name=args.host,
+            server_port=args.port,
+            share=False,
+            ssr_mode=False,
+            mcp_server=False,
+            pwa=False,
+            enable_monitoring=False,
+            show_error=True,
+            footer_links=[],
+        )
     except OSError as err:  # the port is taken, say
         raise SystemExit(f"error: {err}") from None
 

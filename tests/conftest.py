@@ -4,6 +4,7 @@ before the workers start, GPU tests skipped without CUDA. Shared helpers live in
 import os
 
 import pytest
+from helpers import compose_cfg
 
 from ftlab.config.schema import register
 
@@ -16,30 +17,31 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 register()
 
 
-@pytest.fixture(scope="session")
-def tiny_path():
+def tiny_model() -> str:
+    """The tiny model's folder, built (once per machine) on first use."""
     from ftlab.model.source import model_path
-    from helpers import compose_cfg
 
     return model_path(compose_cfg().model)
+
+
+@pytest.fixture(scope="session")
+def tiny_path():
+    return tiny_model()
 
 
 def pytest_configure(config):
     """Build the tiny model before pytest-xdist starts its workers, with every core: the workers run one thread
     each, and all of them would wait for the first one to build it."""
     if config.getoption("numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
-        from ftlab.model.source import model_path
-        from helpers import compose_cfg
-
-        model_path(compose_cfg().model)
+        tiny_model()
 
 
 def pytest_collection_modifyitems(config, items):
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if not gpu:
+        return  # torch is not imported: the fast files (test_architecture, ...) stay fast
     import torch
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+    if not torch.cuda.is_available():
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA"))

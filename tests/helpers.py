@@ -36,14 +36,29 @@ def read_results(run_dir) -> dict:
 
 
 # Quick settings for runs that only need to show the path works.
-QUICK = ["train.max_steps=3", "train.batch_size=4", "eval.max_questions=6", "eval.max_new_tokens=12",
-         "data.max_train_examples=24", "wandb.mode=disabled"]
+QUICK = [
+    "train.max_steps=3",
+    "train.batch_size=4",
+    "eval.max_questions=6",
+    "eval.max_new_tokens=12",
+    "data.max_train_examples=24",
+    "wandb.mode=disabled",
+]
 
 
 # Enough training (a high learning rate, no eval-loss curve) that the adapter changes the answers: a chat that
 # silently dropped the adapter would answer like the base and fail the comparisons below.
-CHAT_RUN = ["strategy=lora", "train.max_steps=8", "train.batch_size=8", "train.eval_steps=0", "optimizer.lr=0.01",
-            "data.max_train_examples=64", "eval.max_questions=4", "eval.max_new_tokens=16", "wandb.mode=disabled"]
+CHAT_RUN = [
+    "strategy=lora",
+    "train.max_steps=8",
+    "train.batch_size=8",
+    "train.eval_steps=0",
+    "optimizer.lr=0.01",
+    "data.max_train_examples=64",
+    "eval.max_questions=4",
+    "eval.max_new_tokens=16",
+    "wandb.mode=disabled",
+]
 
 
 def shared_run(tmp_path_factory):

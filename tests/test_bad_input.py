@@ -20,20 +20,34 @@ NO_FIELD = '{"prompt": "What is the notice period?", "completion": "30 days."}\n
 
 CASES = {
     # id: (overrides, the message it must print, a file the case writes first, with its content)
-    "wrong type": (["train.batch_size=abc"], "Value 'abc' of type 'str' could not be converted to Integer "
-                   "(full_key: train.batch_size)", None),
+    "wrong type": (
+        ["train.batch_size=abc"],
+        "Value 'abc' of type 'str' could not be converted to Integer (full_key: train.batch_size)",
+        None,
+    ),
     "unknown key": (["train.epocs=3"], "Key 'epocs' not in 'TrainConfig' (full_key: train.epocs)", None),
-    "unknown option": (["strategy=lorax"], "Could not find 'strategy/lorax'; Available options in 'strategy': "
-                       "adapter, dora", None),
+    "unknown option": (
+        ["strategy=lorax"],
+        "Could not find 'strategy/lorax'; Available options in 'strategy': adapter, dora",
+        None,
+    ),
     "impossible combination": (["strategy=full", "quant=4bit"], "strategy=full trains base weights", None),
     "bad scheme": (["quant=qat_int8_int4", "quant.qat.scheme=int3"], "quant.qat.scheme: expected one of", None),
-    "malformed JSONL": (["data=custom", "data.train.prompt_completion={file}"], "{file}:2: not valid JSON",
-                        ("bad.jsonl", BAD_JSON)),
-    "missing field": (["data=custom", "data.train.prompt_completion={file}"], "{file}:2: missing field 'completion'",
-                      ("no_field.jsonl", NO_FIELD)),
-    "dataset with a loading script": (["data=custom", "data.train.prompt_completion={dir}/evil"],
-                                      "Dataset scripts are no longer supported, but found evil.py",
-                                      ("evil/evil.py", "open(__file__ + '.RAN', 'w')\n")),
+    "malformed JSONL": (
+        ["data=custom", "data.train.prompt_completion={file}"],
+        "{file}:2: not valid JSON",
+        ("bad.jsonl", BAD_JSON),
+    ),
+    "missing field": (
+        ["data=custom", "data.train.prompt_completion={file}"],
+        "{file}:2: missing field 'completion'",
+        ("no_field.jsonl", NO_FIELD),
+    ),
+    "dataset with a loading script": (
+        ["data=custom", "data.train.prompt_completion={dir}/evil"],
+        "Dataset scripts are no longer supported, but found evil.py",
+        ("evil/evil.py", "open(__file__ + '.RAN', 'w')\n"),
+    ),
     "missing model path": (["model=local", "model.path={dir}/nope"], "model.path: no such folder", None),
     "bad resume path": (["resume={dir}"], "not a checkpoint-N folder", None),
     "read-only output directory": (["output_dir=/sys/ftlab_run"], "/sys/ftlab_run: cannot write", None),
@@ -41,8 +55,12 @@ CASES = {
 
 
 def digest_inputs(*folders) -> dict:
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for folder in folders for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        p: hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -73,14 +91,27 @@ def test_full_disk_fails_cleanly_and_resumes(tmp_path, tiny_path):
     """A file-size limit (RLIMIT_FSIZE, the kernel's own EFBIG, as a full disk gives ENOSPC) hits the first
     checkpoint of a full fine-tune: one line that says so, results.json failed, no model, the partial checkpoint
     not taken for a complete one; without the limit the same command finishes."""
+
     def limited():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
         resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))  # the tiny model's weights are 4.6 MB
 
-    args = [*QUICK_FULL, "train.max_steps=4", "train.save_steps=2", "train.cache_tokenized=false",
-            f"hydra.run.dir={tmp_path}"]
-    proc = subprocess.run([sys.executable, "-m", "ftlab", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          preexec_fn=limited, env={**os.environ, "HYDRA_FULL_ERROR": "0"}, timeout=600)
+    args = [
+        *QUICK_FULL,
+        "train.max_steps=4",
+        "train.save_steps=2",
+        "train.cache_tokenized=false",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        timeout=600,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Traceback" not in out, out[-2000:]
     assert "error: no space left to write (" in out and "File too large" in out

@@ -13,9 +13,26 @@ from ftlab.core.files import PROJECT_ROOT
 def test_benchmark_writes_cases_and_ratios(tiny_path, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/trl_vs_ftlab.py", "--case", "all", "--steps", "2", "--batch-size", "4",
-         "--repeats", "1", "--warmup-steps", "0", "--out", str(out)],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "benchmarks/trl_vs_ftlab.py",
+            "--case",
+            "all",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--repeats",
+            "1",
+            "--warmup-steps",
+            "0",
+            "--out",
+            str(out),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     result = json.loads(out.read_text())
@@ -47,10 +64,18 @@ def test_gpu_case_code_runs_on_a_small_llama_here(tmp_path):
     sys.path.insert(0, str(PROJECT_ROOT))
     from benchmarks.trl_vs_ftlab import llama_cases
 
-    small = dict(vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=256)
-    cases = llama_cases(steps=2, batch=2, repeats=1, warmup=0, folder=tmp_path, peak_tflops=1.0, dims=small,
-                        max_length=128)
+    small = dict(
+        vocab_size=2048,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    cases = llama_cases(
+        steps=2, batch=2, repeats=1, warmup=0, folder=tmp_path, peak_tflops=1.0, dims=small, max_length=128
+    )
     assert set(cases) == {"gpu_lora", "gpu_full"}
     for case in cases.values():
         for label, figures in case["variants"].items():

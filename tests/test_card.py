@@ -35,8 +35,17 @@ def test_card_has_front_matter_sections_and_numbers(card_run):
     assert meta["library_name"] == "peft" and meta["pipeline_tag"] == "text-generation"
     assert {"ftlab", "lora", "sft"} <= set(meta["tags"]) and meta["license"] == "apache-2.0"
     assert "base_model" not in meta  # the tiny base is not on the Hub: named in the text, not as a Hub id
-    for section in ("Base model", "Strategy", "Objective", "Data", "Quantization", "Hyperparameters",
-                    "Evaluation against the base", "How to load it", "Intended use and limits"):
+    for section in (
+        "Base model",
+        "Strategy",
+        "Objective",
+        "Data",
+        "Quantization",
+        "Hyperparameters",
+        "Evaluation against the base",
+        "How to load it",
+        "Intended use and limits",
+    ):
         assert f"\n## {section}\n" in body, section
     e = results["eval"]
     assert f"| held-out answer loss | {e['base_loss']:.3f} | {e['loss']:.3f} |" in body
@@ -69,8 +78,9 @@ def test_cards_loading_code_gives_the_runs_model(card_run, monkeypatch):
 
 @pytest.mark.slow
 def test_card_hides_secrets_and_the_cli_rewrites_it(card_run, monkeypatch, capsys):
-    """A secret that slipped into the results (it never should: run.py hides them) is hidden in the card too."""
-    from ftlab.runs.card import main
+    """A secret that slipped into the results (it never should: results.json is written with them hidden) is hidden
+    in the card too."""
+    from ftlab.card import main
 
     secret = "hf_notARealTokenButLongEnough123"
     monkeypatch.setenv("HF_TOKEN", secret)
@@ -87,11 +97,20 @@ def test_card_hides_secrets_and_the_cli_rewrites_it(card_run, monkeypatch, capsy
         assert str(stop.value.code).startswith(("usage:", "error:"))
 
 
-@pytest.mark.parametrize("overrides", [
-    ["strategy=full", "quant=qat_int8_int4"], ["strategy=adapter"], ["strategy=prefix"], ["strategy=freeze"],
-    ["strategy=lora", "quant=4bit", "model=qwen"], ["strategy=dora", "model=llama", "quant=8bit"],
-    ["objective=reward", "strategy=lora"], ["strategy=full", "quant=sparse_2of4", "model=mistral"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["strategy=full", "quant=qat_int8_int4"],
+        ["strategy=adapter"],
+        ["strategy=prefix"],
+        ["strategy=freeze"],
+        ["strategy=lora", "quant=4bit", "model=qwen"],
+        ["strategy=dora", "model=llama", "quant=8bit"],
+        ["objective=reward", "strategy=lora"],
+        ["strategy=full", "quant=sparse_2of4", "model=mistral"],
+        ["strategy=lora", "quant=ptq_int8_int4"],
+    ],
+)
 def test_card_for_every_kind_of_run(overrides, tmp_path):
     """Every strategy, quantization and objective gets a card, also from a results record with no numbers."""
     from helpers import compose_cfg

@@ -14,8 +14,13 @@ def held_out_answers(run_dir) -> list:
 
 
 def chat(*args, stdin: str = "", timeout: int = 300):
-    proc = subprocess.run([sys.executable, "-m", "ftlab.chat", *map(str, args)], input=stdin, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab.chat", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -55,8 +60,21 @@ def test_chat_answers_a_prompts_file(chat_run, tmp_path, capsys):
     # Options change the settings: two new tokens at most, sampled, no system prompt; printed when there is no --out.
     text = tmp_path / "questions.txt"
     text.write_text(f"{answers[0]['question']}\n\n")
-    main([str(chat_run), "--prompts", str(text), "--max-new-tokens", "2", "--temperature", "0.7", "--top-p", "0.9",
-          "--system-prompt", ""])
+    main(
+        [
+            str(chat_run),
+            "--prompts",
+            str(text),
+            "--max-new-tokens",
+            "2",
+            "--temperature",
+            "0.7",
+            "--top-p",
+            "0.9",
+            "--system-prompt",
+            "",
+        ]
+    )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 1 and rows[0]["question"] == answers[0]["question"] and len(rows[0]["answer"].split()) <= 2
 
@@ -99,8 +117,9 @@ def test_bad_input_is_one_line_and_fails(tmp_path):
     (fake / "config.yaml").write_text("objective:\n  trainer: sft\n")
     prompts = tmp_path / "bad.jsonl"
     prompts.write_text('{"question": "fine"}\n{"text": "no question here"}\n')
-    assert error_of(fake, "--prompts", prompts) == \
-        f"error: {prompts}:2: expected a 'question' or 'prompt' field with text"
+    assert (
+        error_of(fake, "--prompts", prompts) == f"error: {prompts}:2: expected a 'question' or 'prompt' field with text"
+    )
     assert error_of(fake, "--prompts", tmp_path / "none.txt") == f"error: {tmp_path / 'none.txt'}: no such file"
     assert error_of(fake, "--out", tmp_path / "x.jsonl") == "error: --out needs --prompts FILE"
     assert error_of(fake, "--prompts", prompts, "--top-p", "0").startswith("error: expected --temperature >= 0")

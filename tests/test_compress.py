@@ -1,4 +1,5 @@
-"""QAT (prepare, train, convert, evaluate converted, PTQ baseline) and fine-tuning under fixed sparsity masks."""
+"""QAT (prepare, train, convert, evaluate converted), PTQ (plain training, then the same conversion) and fine-tuning
+under fixed sparsity masks."""
 
 import pytest
 import torch
@@ -21,27 +22,27 @@ def train_steps(cfg, model, tokenizer, peft_config, tmp_path, steps=4):
 
     data = train_dataset(cfg.data, cfg.objective.data_format, cfg.data.system_prompt).select(range(16))
     args = trainer_args(compose_cfg([f"train.max_steps={steps}", "train.batch_size=4"]), tmp_path, "none", False)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=peft_config)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=peft_config
+    )
     trainer.train()
     return trainer.model
 
 
-def test_qat_run_converts_evaluates_and_saves_the_int_model(tmp_path):
-    """quant=qat_int8_int4: the evaluated and saved model has int weights, loads with from_pretrained, and its
-    results.json holds the PTQ baseline beside the QAT numbers."""
+@pytest.mark.parametrize("quant", ["qat_int8_int4", "ptq_int8_int4"])
+def test_converting_run_evaluates_and_saves_the_int_model(quant, tmp_path):
+    """quant=qat_int8_int4 and its yardstick ptq_int8_int4: the evaluated and saved model has int weights and loads
+    with from_pretrained. One training each: PTQ is a run of its own, not a second model inside the QAT run."""
     from transformers import AutoModelForCausalLM
 
-    code, out = run_cli([*QUICK, "strategy=full", "quant=qat_int8_int4", f"hydra.run.dir={tmp_path}"])
+    code, out = run_cli([*QUICK, "strategy=full", f"quant={quant}", f"hydra.run.dir={tmp_path}"])
     assert code == 0, out[-3000:]
     results = read_results(tmp_path)
     compression, evals = results["compression"], results["eval"]
-    assert compression["method"] == "qat" and compression["quantized_layers"] == BLOCK_LINEARS
+    assert compression["method"] == quant[:3] and compression["scheme"] == "int8_int4"
+    assert compression["quantized_layers"] == BLOCK_LINEARS
     assert compression["weight_tensors"] == {"IntxUnpackedToInt8Tensor": BLOCK_LINEARS}
-    for key in ("ptq_answer_accuracy", "ptq_loss", "ptq_float_answer_accuracy", "ptq_float_loss"):
-        assert isinstance(evals[key], float), key
-    assert evals["ptq_loss"] != evals["ptq_float_loss"]  # the baseline really was quantized
-    assert "QAT vs PTQ" in out
+    assert not [key for key in evals if key.startswith("ptq")] and "PTQ" not in out
     # What was evaluated is what was saved: reloaded, it is still int and gives the recorded held-out loss.
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     assert type(model.model.layers[0].mlp.down_proj.weight).__name__ == "IntxUnpackedToInt8Tensor"
@@ -52,7 +53,7 @@ def test_qat_run_converts_evaluates_and_saves_the_int_model(tmp_path):
     reloaded, _, _ = load_run(tmp_path)  # ftlab's own loader (chat, reward scoring, merge) keeps it int too
     assert type(reloaded.model.layers[0].mlp.down_proj.weight).__name__ == "IntxUnpackedToInt8Tensor"
     assert results["saved"]["bytes"] < 0.6 * 4_000_000  # int8-stored int4 weights: about half the float32 model
-    assert not (tmp_path / "ptq_baseline").exists() and not list(tmp_path.rglob("float_weights.tmp"))
+    assert not list(tmp_path.rglob("float_weights.tmp"))
 
 
 def test_qat_with_lora_converts_like_torchao(tiny_path, tmp_path):
@@ -63,7 +64,7 @@ def test_qat_with_lora_converts_like_torchao(tiny_path, tmp_path):
     cfg = compose_cfg(["strategy=lora", "quant=qat_int8_int4"])
     tokenizer = load_tokenizer(cfg.model, tiny_path)
     model = load_base(cfg.model, cfg.quant, tiny_path)
-    state = compress.prepare(model, cfg.quant, cfg.model.target_modules, tokenizer, [])
+    state = compress.prepare(model, cfg.quant, cfg.model.target_modules, tokenizer, None)  # QAT reads no data
     assert len(state["layers"]) == BLOCK_LINEARS
     model, peft_config = apply_strategy(model, cfg.strategy)
     trained = train_steps(cfg, model, tokenizer, peft_config, tmp_path)
@@ -74,13 +75,35 @@ def test_qat_with_lora_converts_like_torchao(tiny_path, tmp_path):
     # inner now holds the merged float weights; torchao's convert step quantizes them with this config.
     assert type(inner.model.layers[0].self_attn.q_proj).__name__ == "Linear"
     layers = set(state["layers"])
-    quantize_(inner, compress.torchao_config(cfg.quant.qat), filter_fn=lambda module, name: name in layers)
+    quantize_(inner, compress.torchao_config(cfg.quant.qat, "quant.qat"), filter_fn=lambda module, name: name in layers)
     ids = tokenizer(["What is the notice period for a Senior Consultant?"], return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(final(**ids).logits, inner.eval()(**ids).logits)
     for name in ("model.layers.0.self_attn.q_proj", "model.layers.3.mlp.down_proj"):
         ours, theirs = final.get_submodule(name).weight, inner.get_submodule(name).weight
         assert torch.equal(ours.qdata, theirs.qdata) and torch.equal(ours.scale, theirs.scale)
+
+
+def test_ptq_quantizes_plain_training_like_torchao(tiny_path, tmp_path):
+    """quant=ptq_int8_int4: training sees float weights (prepare leaves the model alone); afterwards the LoRA update
+    is merged and QAT's torchao config quantizes the result: the int weights of torchao's own quantize_."""
+    from torchao.quantization import quantize_
+
+    cfg = compose_cfg(["strategy=lora", "quant=ptq_int8_int4"])
+    tokenizer = load_tokenizer(cfg.model, tiny_path)
+    model = load_base(cfg.model, cfg.quant, tiny_path)
+    assert compress.prepare(model, cfg.quant, cfg.model.target_modules, tokenizer, None) is None
+    model, peft_config = apply_strategy(model, cfg.strategy)
+    trained = train_steps(cfg, model, tokenizer, peft_config, tmp_path)
+    inner = trained.get_base_model()
+    assert type(inner.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear"  # no fake quantization
+    final, record = compress.finish(trained, cfg.quant, None, tokenizer, tmp_path)
+    assert (record["method"], record["scheme"], record["quantized_layers"]) == ("ptq", "int8_int4", BLOCK_LINEARS)
+    layers = set(compress.target_layers(inner, cfg.model.target_modules))  # inner: the merged float model now
+    quantize_(inner, compress.torchao_config(cfg.quant.ptq, "quant.ptq"), filter_fn=lambda module, name: name in layers)
+    ids = tokenizer(["What is the notice period for a Senior Consultant?"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(final(**ids).logits, inner.eval()(**ids).logits)
 
 
 def test_sparse_2of4_run_keeps_the_pattern_through_training(tmp_path):
@@ -109,16 +132,23 @@ def test_sparse_2of4_run_keeps_the_pattern_through_training(tmp_path):
 
 @pytest.mark.parametrize("method", ["magnitude", "wanda"])
 def test_unstructured_sparsity_holds_the_target_exactly(method, tiny_path, tmp_path):
-    cfg = compose_cfg(["strategy=freeze", "quant=sparse_unstructured", f"quant.sparsity.method={method}",
-                       "quant.sparsity.level=0.7"])
+    cfg = compose_cfg(
+        [
+            "strategy=freeze",
+            "quant=sparse_unstructured",
+            f"quant.sparsity.method={method}",
+            "quant.sparsity.level=0.7",
+            "quant.sparsity.calibration_examples=16",
+        ]
+    )
     tokenizer = load_tokenizer(cfg.model, tiny_path)
     model = load_base(cfg.model, cfg.quant, tiny_path)
     data = train_dataset(cfg.data, cfg.objective.data_format, cfg.data.system_prompt)
-    state = compress.prepare(model, cfg.quant, cfg.model.target_modules, tokenizer,
-                             compress.calibration_texts(data, tokenizer, 16))
+    state = compress.prepare(model, cfg.quant, cfg.model.target_modules, tokenizer, data)
     model, _ = apply_strategy(model, cfg.strategy)
-    final, record = compress.finish(train_steps(cfg, model, tokenizer, None, tmp_path), cfg.quant, state, tokenizer,
-                                    tmp_path)
+    final, record = compress.finish(
+        train_steps(cfg, model, tokenizer, None, tmp_path), cfg.quant, state, tokenizer, tmp_path
+    )
     assert len(record["layers"]) == BLOCK_LINEARS
     assert all(abs(share - 0.7) < 1e-3 for share in record["layers"].values())  # 70% of each layer, to one weight
     assert abs(record["overall"] - 0.7) < 1e-3
@@ -126,9 +156,13 @@ def test_unstructured_sparsity_holds_the_target_exactly(method, tiny_path, tmp_p
 
 
 def test_bad_compression_settings_are_one_line(tmp_path):
-    code, out = run_cli([*QUICK, "strategy=full", "quant=sparse_unstructured", "quant.sparsity.level=1.5",
-                         f"hydra.run.dir={tmp_path}"])
+    code, out = run_cli(
+        [*QUICK, "strategy=full", "quant=sparse_unstructured", "quant.sparsity.level=1.5", f"hydra.run.dir={tmp_path}"]
+    )
     assert code == 1 and "error: quant.sparsity.level: expected a fraction between 0 and 1, got 1.5" in out
     assert "Traceback" not in out and read_results(tmp_path)["status"] == "failed"
     with pytest.raises(ValueError, match=r"^quant.qat.scheme: expected one of int8_int4, int4_weight, got 'int3'"):
-        compress.torchao_config(compose_cfg(["quant=qat_int8_int4", "quant.qat.scheme=int3"]).quant.qat)
+        compress.torchao_config(compose_cfg(["quant=qat_int8_int4", "quant.qat.scheme=int3"]).quant.qat, "quant.qat")
+    ptq = compose_cfg(["quant=ptq_int8_int4", "quant.ptq.scheme=int3"]).quant
+    with pytest.raises(ValueError, match=r"^quant.ptq.scheme: expected one of"):  # before training, not after
+        compress.prepare(None, ptq, [], None, None)

@@ -1,33 +1,14 @@
-"""The config groups compose, the schema refuses bad keys and types, and the CLI answers without importing torch."""
+"""The schema refuses bad keys and types, impossible combinations are named, and the CLI answers without importing
+torch. That every option, experiment and sweep composes: tests/test_conf_files.py."""
 
 import subprocess
 import sys
 
 import pytest
 from helpers import compose_cfg, read_results, run_cli
-from omegaconf import OmegaConf
 
 from ftlab.config.rules import incompatibility
 from ftlab.core.files import PROJECT_ROOT
-
-GROUPS = ["model", "strategy", "objective", "data", "quant", "optimizer"]
-
-
-@pytest.mark.parametrize(
-    "group,option",
-    [(g, p.stem) for g in GROUPS for p in sorted((PROJECT_ROOT / "conf" / g).glob("*.yaml"))],
-)
-def test_every_option_composes_and_resolves(group, option):
-    overrides = [f"{group}={option}"] + (["model.path=/tmp/some-model"] if option == "local" else [])
-    cfg = compose_cfg(overrides)
-    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    assert cfg[group].name == option
-
-
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml")))
-def test_every_experiment_composes(preset):
-    cfg = compose_cfg([f"experiment={preset}"])
-    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
 
 
 def test_unknown_key_and_wrong_type_are_refused():
@@ -79,6 +60,13 @@ def test_cli_refuses_misspelt_key_and_unknown_option():
         (["strategy=adapter", "quant=qat_int4_weight"], "cannot be folded into them"),
         (["objective=reward", "quant=qat_int8_int4"], "train the reward model with quant=none"),
         (["strategy=lora", "quant=qat_int8_int4"], None),
+        (["strategy=prompt", "quant=ptq_int8_int4"], "cannot be folded into them"),
+        (["strategy=dora", "quant=ptq_int4_weight"], None),
+        (["objective=reward", "quant=ptq_int8_int4"], "train the reward model with quant=none"),
+        (["objective=reward", "strategy=ia3"], "objective=reward trains a score head"),
+        (["objective=reward", "strategy=adapter"], "objective=reward trains a score head"),
+        (["objective=reward", "strategy=freeze"], None),
+        (["strategy=adapter", "quant=sparse_2of4"], "a dense adapter update would fill the zeros"),
         (["strategy=freeze", "quant=sparse_unstructured"], None),
     ],
 )
@@ -90,7 +78,10 @@ def test_incompatible_combinations_are_named(overrides, expected):
 def test_a_quant_config_with_two_methods_is_refused():
     cfg = compose_cfg(["quant=sparse_2of4"])
     cfg.quant.bnb = {"load_in_4bit": True}  # a hand-written quant file that asks for bitsandbytes and sparsity
-    assert "set one of quant.bnb, quant.qat and quant.sparsity" in incompatibility(cfg)
+    assert "set one of quant.bnb, quant.qat, quant.ptq and quant.sparsity" in incompatibility(cfg)
+    assert "quant.method must be one of none, bnb, qat, ptq, sparsity" in incompatibility(
+        compose_cfg(["quant=none", "quant.method=gptq"])
+    )
 
 
 def test_incompatible_run_exits_before_loading_and_records_why(tmp_path):

@@ -32,12 +32,21 @@ def write_table(tmp_path, suffix):
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv", ".parquet"])
 def test_table_files_load_with_column_mapping(suffix, tmp_path):
     path = write_table(tmp_path, suffix)
-    cfg = compose_cfg(["data=custom", "objective=sft", f"data.train.prompt_completion={path}",
-                       "data.columns={q: prompt, a: completion}", "data.system_prompt=Be exact."])
+    cfg = compose_cfg(
+        [
+            "data=custom",
+            "objective=sft",
+            f"data.train.prompt_completion={path}",
+            "data.columns={q: prompt, a: completion}",
+            "data.system_prompt=Be exact.",
+        ]
+    )
     data = train_dataset(cfg.data, "prompt_completion", cfg.data.system_prompt)
     assert len(data) == 2
-    assert data[0]["prompt"] == [{"role": "system", "content": "Be exact."},
-                                 {"role": "user", "content": "How long is the notice?"}]
+    assert data[0]["prompt"] == [
+        {"role": "system", "content": "Be exact."},
+        {"role": "user", "content": "How long is the notice?"},
+    ]
     assert data[0]["completion"] == [{"role": "assistant", "content": "It is 90 days."}]
 
 
@@ -74,9 +83,11 @@ def test_heldout_questions_appear_in_no_training_or_pretraining_file():
 
 @pytest.mark.parametrize(
     "content,message",
-    [('{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n', ":2: not valid JSON"),
-     ('["a list"]\n', ":1: expected a JSON object"),
-     ('{"question": "a", "answer": "b"}\n', ":1: missing field 'prompt' (expected prompt, completion)")],
+    [
+        ('{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n', ":2: not valid JSON"),
+        ('["a list"]\n', ":1: expected a JSON object"),
+        ('{"question": "a", "answer": "b"}\n', ":1: missing field 'prompt' (expected prompt, completion)"),
+    ],
 )
 def test_bad_training_file_names_file_and_line(content, message, tmp_path):
     path = tmp_path / "bad.jsonl"
@@ -94,14 +105,15 @@ def test_missing_source_for_objective_is_named():
 
 @pytest.mark.parametrize(
     "answer,facts,expected",
-    [("Senior Consultants have a 90-day notice period.", ["90 days"], True),
-     ("They have a notice period of 90 Days.", ["90 days"], True),
-     ("A notice of 190 days.", ["90 days"], False),
-     ("Up to EUR 1,200 per year.", ["EUR 1,200"], True),
-     ("Up to EUR 1,2000 per year.", ["EUR 1,200"], False),
-     ("Core hours run 10:00 to 16:00.", ["10:00 to 16:00"], True),
-     ("Usually one to three months.", ["90 days"], False)],
+    [
+        ("Senior Consultants have a 90-day notice period.", ["90 days"], True),
+        ("They have a notice period of 90 Days.", ["90 days"], True),
+        ("A notice of 190 days.", ["90 days"], False),
+        ("Up to EUR 1,200 per year.", ["EUR 1,200"], True),
+        ("Up to EUR 1,2000 per year.", ["EUR 1,200"], False),
+        ("Core hours run 10:00 to 16:00.", ["10:00 to 16:00"], True),
+        ("Usually one to three months.", ["90 days"], False),
+    ],
 )
 def test_answer_scoring(answer, facts, expected):
     assert states_facts(answer, facts) == expected
-

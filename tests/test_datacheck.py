@@ -9,8 +9,9 @@ from ftlab.core.files import PROJECT_ROOT
 
 
 def datacheck(*args):
-    proc = subprocess.run([sys.executable, "-m", "ftlab.datacheck", *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab.datacheck", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -34,8 +34,11 @@ def demo_url(demo_run, tmp_path):
     """The demo, started as a person starts it, on a free localhost port; stopped after the test."""
     port, log = free_port(), tmp_path / "demo.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ftlab.demo", str(demo_run), "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ftlab.demo", str(demo_run), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 240
     try:
         while True:
@@ -67,8 +70,13 @@ def browser():
     os.environ.setdefault("SE_AVOID_STATS", "true")
     options = Options()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))  # both given: nothing is downloaded
@@ -77,8 +85,10 @@ def browser():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),  # checked before the run is trained and the demo started
-                    reason="chromium and chromedriver are not installed (bash .ci/install-browser installs them)")
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),  # checked before the run is trained and the demo started
+    reason="chromium and chromedriver are not installed (bash .ci/install-browser installs them)",
+)
 def test_browser_shows_base_and_tuned_answers_side_by_side(demo_run, browser, demo_url, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -110,8 +120,11 @@ def test_browser_shows_base_and_tuned_answers_side_by_side(demo_run, browser, de
     assert base_box.location["y"] == tuned_box.location["y"] and base_box.location["x"] < tuned_box.location["x"]
 
     # The page asks nothing of any other host: no analytics, no fonts or scripts from a CDN.
-    requested = {json.loads(entry["message"])["message"]["params"]["request"]["url"]
-                 for entry in browser.get_log("performance") if '"Network.requestWillBeSent"' in entry["message"]}
+    requested = {
+        json.loads(entry["message"])["message"]["params"]["request"]["url"]
+        for entry in browser.get_log("performance")
+        if '"Network.requestWillBeSent"' in entry["message"]
+    }
     assert requested and {u for u in requested if not u.startswith((demo_url, "data:", "blob:"))} == set()
 
     shot = tmp_path / "demo.png"
@@ -128,15 +141,24 @@ def test_browser_shows_base_and_tuned_answers_side_by_side(demo_run, browser, de
 
 
 def test_demo_refuses_bad_input_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ftlab.demo", str(tmp_path / "missing")], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab.demo", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1 and proc.stderr.strip() == f"error: {tmp_path / 'missing'}: no such directory"
 
 
 def test_numbers_table_reads_results():
     from ftlab.demo import Contender, numbers_table
 
-    run = Contender("r1", None, None, None, results={
-        "choices": {"strategy": "lora", "quant": "4bit", "objective": "sft"}, "train": {"steps": 8},
-        "eval": {"answer_accuracy": 0.5, "base_answer_accuracy": 0.0, "loss": 0.4, "base_loss": 3.7634}})
+    run = Contender(
+        "r1",
+        None,
+        None,
+        None,
+        results={
+            "choices": {"strategy": "lora", "quant": "4bit", "objective": "sft"},
+            "train": {"steps": 8},
+            "eval": {"answer_accuracy": 0.5, "base_answer_accuracy": 0.0, "loss": 0.4, "base_loss": 3.7634},
+        },
+    )
     assert numbers_table([run]).splitlines()[-1] == "| r1 | lora | 4bit | sft | 0.00 → 0.50 | 3.763 → 0.400 | 8 |"

@@ -14,8 +14,14 @@ from ftlab.core.files import PROJECT_ROOT
 from ftlab.train.trainer import trainer_args
 
 # Few steps, every loss logged, no eval-loss curve: the loss curves are what is compared.
-DDP = ["train.max_steps=6", "train.logging_steps=1", "train.eval_steps=0", "eval.max_questions=4",
-       "eval.max_new_tokens=12", "wandb.mode=offline"]
+DDP = [
+    "train.max_steps=6",
+    "train.logging_steps=1",
+    "train.eval_steps=0",
+    "eval.max_questions=4",
+    "eval.max_new_tokens=12",
+    "wandb.mode=offline",
+]
 
 
 def torchrun(args, cwd):
@@ -91,8 +97,13 @@ def test_sharded_presets_compose_and_are_refused_on_cpu(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("flag", ["--cfg job", "--help"])
 def test_cfg_and_help_do_not_import_torch(flag):
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "ftlab", *flag.split()], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ftlab", *flag.split()],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
     assert "hydra" in imported and not imported & {"torch", "transformers", "trl", "peft", "datasets"}

@@ -40,4 +40,3 @@ def test_exported_model_loads_alone_and_matches_the_run(strategy, dtype, tmp_pat
     if custom_code:
         with pytest.raises(ValueError, match="trust_remote_code"):  # never a Llama silently missing its adapters
             AutoModelForCausalLM.from_pretrained(out)
-

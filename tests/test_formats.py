@@ -8,15 +8,31 @@ from helpers import QUICK, compose_cfg, read_results, run_cli
 from ftlab.data.load import DataError, prepare
 
 SYSTEM = "Be exact."
-ALPACA = [{"instruction": "What is the notice period?", "input": "", "output": "It is 90 days."},
-          {"instruction": "Summarise the rule.", "input": "Probation lasts 4 months.", "output": "4 months."}]
-SHAREGPT = [{"conversations": [{"from": "human", "value": "Notice period?"}, {"from": "gpt", "value": "90 days."},
-                               {"from": "human", "value": "And probation?"}, {"from": "gpt", "value": "4 months."}]}]
-OPENAI = [{"messages": [{"role": "user", "content": "Notice period?"},
-                        {"role": "assistant", "content": "Usually 1-3 months.", "weight": 0},
-                        {"role": "user", "content": "At this company?"},
-                        {"role": "assistant", "content": "90 days.", "weight": 1}]},
-          {"messages": [{"role": "user", "content": "Probation?"}, {"role": "assistant", "content": "4 months."}]}]
+ALPACA = [
+    {"instruction": "What is the notice period?", "input": "", "output": "It is 90 days."},
+    {"instruction": "Summarise the rule.", "input": "Probation lasts 4 months.", "output": "4 months."},
+]
+SHAREGPT = [
+    {
+        "conversations": [
+            {"from": "human", "value": "Notice period?"},
+            {"from": "gpt", "value": "90 days."},
+            {"from": "human", "value": "And probation?"},
+            {"from": "gpt", "value": "4 months."},
+        ]
+    }
+]
+OPENAI = [
+    {
+        "messages": [
+            {"role": "user", "content": "Notice period?"},
+            {"role": "assistant", "content": "Usually 1-3 months.", "weight": 0},
+            {"role": "user", "content": "At this company?"},
+            {"role": "assistant", "content": "90 days.", "weight": 1},
+        ]
+    },
+    {"messages": [{"role": "user", "content": "Probation?"}, {"role": "assistant", "content": "4 months."}]},
+]
 
 
 def write_jsonl(path, rows):
@@ -68,17 +84,32 @@ def test_table_files_of_alpaca_records(suffix, tmp_path):
 
 BROKEN = [  # (file name, content, the one line expected after the path)
     ("bad.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n', ":2: not valid JSON (Expecting value)"),
-    ("missing.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": "c"}\n',
-     ":2: missing field 'completion' (expected prompt, completion)"),
-    ("role.jsonl", '{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}\n',
-     ":1: field 'messages[1].role': expected one of assistant, system, user, got 'bot'"),
-    ("empty.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "  "}\n',
-     ":2: field 'completion' is empty"),
-    ("latin1.jsonl", b'{"prompt": "a", "completion": "b"}\n{"prompt": "caf\xe9", "completion": "d"}\n',
-     ":2: not UTF-8 text (byte 0xe9)"),
-    ("nocol.csv", "prompt\nWhat is the notice?\n",
-     ": no column 'completion' (found: prompt; prompt_completion data needs prompt, completion; map yours with "
-     "data.columns)"),
+    (
+        "missing.jsonl",
+        '{"prompt": "a", "completion": "b"}\n{"prompt": "c"}\n',
+        ":2: missing field 'completion' (expected prompt, completion)",
+    ),
+    (
+        "role.jsonl",
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}\n',
+        ":1: field 'messages[1].role': expected one of assistant, system, user, got 'bot'",
+    ),
+    (
+        "empty.jsonl",
+        '{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "  "}\n',
+        ":2: field 'completion' is empty",
+    ),
+    (
+        "latin1.jsonl",
+        b'{"prompt": "a", "completion": "b"}\n{"prompt": "caf\xe9", "completion": "d"}\n',
+        ":2: not UTF-8 text (byte 0xe9)",
+    ),
+    (
+        "nocol.csv",
+        "prompt\nWhat is the notice?\n",
+        ": no column 'completion' (found: prompt; prompt_completion data needs prompt, completion; map yours with "
+        "data.columns)",
+    ),
 ]
 
 
@@ -95,19 +126,24 @@ def test_broken_file_is_one_line_with_file_line_and_field(name, content, expecte
 def test_a_broken_file_stops_the_cli_before_loading_with_no_ok_results(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "c"}\n')
-    code, out = run_cli([*QUICK, "data=custom", f"data.train.prompt_completion={path}",
-                         f"hydra.run.dir={tmp_path / 'run'}"])
+    code, out = run_cli(
+        [*QUICK, "data=custom", f"data.train.prompt_completion={path}", f"hydra.run.dir={tmp_path / 'run'}"]
+    )
     assert code == 1 and f"error: {path}:2: missing field 'completion'" in out and "Traceback" not in out
     assert read_results(tmp_path / "run")["status"] == "failed" and not (tmp_path / "run" / "model").exists()
 
 
 def test_drop_mode_counts_bad_records_and_an_empty_result_is_an_error(tmp_path):
-    path = write_jsonl(tmp_path / "mixed.jsonl", [{"prompt": "a", "completion": "b"}, {"prompt": "c"},
-                                                  {"prompt": "d", "completion": ""}])
+    path = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [{"prompt": "a", "completion": "b"}, {"prompt": "c"}, {"prompt": "d", "completion": ""}],
+    )
     train, _, record = prepare(data_cfg(path, "prompt_completion", "data.on_error=drop"), "prompt_completion", None)
     assert len(train) == 1 and record["invalid_dropped"] == 2
-    assert record["invalid_reasons"] == {"missing field 'completion' (expected prompt, completion)": 1,
-                                         "field 'completion' is empty": 1}
+    assert record["invalid_reasons"] == {
+        "missing field 'completion' (expected prompt, completion)": 1,
+        "field 'completion' is empty": 1,
+    }
     bad = write_jsonl(tmp_path / "allbad.jsonl", [{"prompt": "c"}])
     with pytest.raises(DataError, match=r"no valid records \(1 dropped\)"):
         prepare(data_cfg(bad, "prompt_completion", "data.on_error=drop"), "prompt_completion", None)
@@ -117,19 +153,32 @@ def test_duplicates_lengths_and_a_seeded_split(tmp_path, tiny_path):
     from ftlab.model.load import load_tokenizer
 
     rows = [{"prompt": f"Question {i}?", "completion": f"Answer {i}."} for i in range(40)]
-    rows += [{"prompt": "question 3", "completion": "answer 3"},  # near duplicate of row 3
-             {"prompt": "Question 5?", "completion": "Answer 5."},  # exact duplicate
-             {"prompt": "Long? " * 60, "completion": "x"}]
+    rows += [
+        {"prompt": "question 3", "completion": "answer 3"},  # near duplicate of row 3
+        {"prompt": "Question 5?", "completion": "Answer 5."},  # exact duplicate
+        {"prompt": "Long? " * 60, "completion": "x"},
+    ]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
     tokenizer = load_tokenizer(compose_cfg().model, tiny_path)
     cfg = data_cfg(path, "prompt_completion", "data.max_tokens=50", "data.validation_split=0.25")
     train, validation, record = prepare(cfg, "prompt_completion", None, tokenizer, seed=1)
     assert record["duplicates_removed"] == 2 and record["too_long"] == 1
     assert len(train) + len(validation) == 40 and len(validation) == 10
-    again = prepare(data_cfg(write_jsonl(tmp_path / "r.jsonl", rows[::-1]), "prompt_completion", "data.max_tokens=50",
-                             "data.validation_split=0.25"), "prompt_completion", None, tokenizer, seed=1)[1]
-    assert sorted(r["completion"][0]["content"] for r in again) == \
-        sorted(r["completion"][0]["content"] for r in validation)  # the file's order does not matter
+    again = prepare(
+        data_cfg(
+            write_jsonl(tmp_path / "r.jsonl", rows[::-1]),
+            "prompt_completion",
+            "data.max_tokens=50",
+            "data.validation_split=0.25",
+        ),
+        "prompt_completion",
+        None,
+        tokenizer,
+        seed=1,
+    )[1]
+    assert sorted(r["completion"][0]["content"] for r in again) == sorted(
+        r["completion"][0]["content"] for r in validation
+    )  # the file's order does not matter
     other = prepare(cfg, "prompt_completion", None, tokenizer, seed=2)[1]
     assert {r["completion"][0]["content"] for r in other} != {r["completion"][0]["content"] for r in validation}
     exact = prepare(data_cfg(path, "prompt_completion", "data.dedupe=exact"), "prompt_completion", None)[2]
@@ -138,11 +187,18 @@ def test_duplicates_lengths_and_a_seeded_split(tmp_path, tiny_path):
 
 @pytest.mark.parametrize("mode", ["warn", "drop", "error"])
 def test_leakage_of_held_out_questions_into_training(mode, tmp_path):
-    train_rows = [{"prompt": "What is the notice period?", "completion": "90 days."},
-                  {"prompt": "How long is probation?", "completion": "4 months."}]
+    train_rows = [
+        {"prompt": "What is the notice period?", "completion": "90 days."},
+        {"prompt": "How long is probation?", "completion": "4 months."},
+    ]
     path = write_jsonl(tmp_path / "t.jsonl", train_rows)
-    heldout = write_jsonl(tmp_path / "e.jsonl", [{"question": "what is the NOTICE period", "answer": "90 days."},
-                                                 {"question": "Who approves leave?", "answer": "Your manager."}])
+    heldout = write_jsonl(
+        tmp_path / "e.jsonl",
+        [
+            {"question": "what is the NOTICE period", "answer": "90 days."},
+            {"question": "Who approves leave?", "answer": "Your manager."},
+        ],
+    )
     cfg = data_cfg(path, "prompt_completion", f"data.eval={heldout}", f"data.leakage={mode}")
     if mode == "error":
         with pytest.raises(DataError, match="1 held-out question.* also in training, e.g. 'what is the NOTICE"):
@@ -153,13 +209,27 @@ def test_leakage_of_held_out_questions_into_training(mode, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,rows,objective,slot", [("alpaca", ALPACA, "sft", "prompt_completion"),
-                                                       ("sharegpt", SHAREGPT, "instruct", "messages"),
-                                                       ("openai", OPENAI, "instruct", "messages")])
+@pytest.mark.parametrize(
+    "name,rows,objective,slot",
+    [
+        ("alpaca", ALPACA, "sft", "prompt_completion"),
+        ("sharegpt", SHAREGPT, "instruct", "messages"),
+        ("openai", OPENAI, "instruct", "messages"),
+    ],
+)
 def test_each_format_trains_through_the_cli(name, rows, objective, slot, tmp_path):
     path = write_jsonl(tmp_path / f"{name}.jsonl", rows * 4)
-    code, out = run_cli([*QUICK, "train.max_steps=2", "data=custom", f"objective={objective}",
-                         f"data.train.{slot}={path}", "data.dedupe=none", f"hydra.run.dir={tmp_path / 'run'}"])
+    code, out = run_cli(
+        [
+            *QUICK,
+            "train.max_steps=2",
+            "data=custom",
+            f"objective={objective}",
+            f"data.train.{slot}={path}",
+            "data.dedupe=none",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ]
+    )
     assert code == 0, out[-3000:]
     results = read_results(tmp_path / "run")
     assert results["status"] == "ok" and results["train"]["steps"] == 2

@@ -17,19 +17,31 @@ from ftlab.core.files import PROJECT_ROOT
 
 LAUNCHERS = PROJECT_ROOT / "conf" / "hydra" / "launcher"
 PLUGIN = "hydra_plugins.hydra_{}_launcher.{}_launcher."
-TARGETS = {"slurm": PLUGIN.format("submitit", "submitit") + "SlurmLauncher",
-           "local": PLUGIN.format("submitit", "submitit") + "LocalLauncher",
-           "parallel": PLUGIN.format("joblib", "joblib") + "JoblibLauncher"}
+TARGETS = {
+    "slurm": PLUGIN.format("submitit", "submitit") + "SlurmLauncher",
+    "local": PLUGIN.format("submitit", "submitit") + "LocalLauncher",
+    "parallel": PLUGIN.format("joblib", "joblib") + "JoblibLauncher",
+}
 # Small runs; W&B offline because its run logs name the process (pid) and the time of every line.
-SMALL = ["train.max_steps=3", "train.batch_size=4", "data.max_train_examples=24", "eval.max_questions=2",
-         "eval.max_new_tokens=12", "train.save_steps=0", "wandb.mode=offline"]
+SMALL = [
+    "train.max_steps=3",
+    "train.batch_size=4",
+    "data.max_train_examples=24",
+    "eval.max_questions=2",
+    "eval.max_new_tokens=12",
+    "train.save_steps=0",
+    "wandb.mode=offline",
+]
 
 
 def launcher_cfg(name: str, overrides=()) -> dict:
     """hydra.launcher as `python -m ftlab hydra/launcher=NAME ...` composes it (interpolations left as written)."""
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"hydra/launcher={name}", "hydra.sweep.dir=/sweeps/x", *overrides],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=[f"hydra/launcher={name}", "hydra.sweep.dir=/sweeps/x", *overrides],
+            return_hydra_config=True,
+        )
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
     launcher["submitit_folder_resolved"] = OmegaConf.select(cfg, "hydra.launcher.submitit_folder", default=None)
     return launcher
@@ -55,9 +67,16 @@ def test_launcher_preset_composes_into_the_plugin_config(name):
 
 
 def test_slurm_keys_are_set_from_the_command_line_and_misspelt_ones_refused():
-    launcher = launcher_cfg("slurm", ["hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4",
-                                      "hydra.launcher.timeout_min=600", "hydra.launcher.array_parallelism=2",
-                                      "hydra.launcher.setup=[module load cuda]"])
+    launcher = launcher_cfg(
+        "slurm",
+        [
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.gpus_per_node=4",
+            "hydra.launcher.timeout_min=600",
+            "hydra.launcher.array_parallelism=2",
+            "hydra.launcher.setup=[module load cuda]",
+        ],
+    )
     assert launcher["partition"] == "gpu" and launcher["gpus_per_node"] == 4 and launcher["timeout_min"] == 600
     assert launcher["array_parallelism"] == 2 and launcher["setup"] == ["module load cuda"]
     with pytest.raises(Exception, match="partiton"):
@@ -66,9 +85,14 @@ def test_slurm_keys_are_set_from_the_command_line_and_misspelt_ones_refused():
 
 def sweep(args, sweep_dir: Path, env=None):
     """`python -m ftlab -m ARGS` in a subprocess: (returncode, output, the sweep process's pid)."""
-    proc = subprocess.Popen([sys.executable, "-m", "ftlab", "-m", *args, f"hydra.sweep.dir={sweep_dir}"],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ftlab", "-m", *args, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})},
+    )
     out, _ = proc.communicate(timeout=600)
     return proc.returncode, out, proc.pid
 

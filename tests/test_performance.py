@@ -16,21 +16,42 @@ def test_automatic_performance_settings_on_cpu(tmp_path):
     from ftlab.train.speedups import lm_head_positions
 
     assert lm_head_positions(torch.device("cpu")) == "labelled"  # trainer_args set it for CPUs (TRL: "all")
-    assert not args.packing and trainer_args(compose_cfg(["objective=domain"]), tmp_path, "none",
-                                             has_eval_data=False).packing  # raw text is packed, answers are not
-    packed = trainer_args(compose_cfg(["train.packing=true", "train.gradient_checkpointing=true"]), tmp_path,
-                          "none", has_eval_data=False)
+    assert (
+        not args.packing
+        and trainer_args(compose_cfg(["objective=domain"]), tmp_path, "none", has_eval_data=False).packing
+    )  # raw text is packed, answers are not
+    packed = trainer_args(
+        compose_cfg(["train.packing=true", "train.gradient_checkpointing=true"]), tmp_path, "none", has_eval_data=False
+    )
     assert packed.packing and packed.activation_checkpointing
     with pytest.raises(ValueError, match="train.packing: objective=dpo cannot pack"):
         trainer_args(compose_cfg(["objective=dpo", "train.packing=true"]), tmp_path, "none", has_eval_data=False)
+
+
+def test_labelled_logits_only_fails_loudly_without_trls_device_test(monkeypatch):
+    """The CPU LM-head switch patches a private TRL function: a TRL without it stops the run with the way out, rather
+    than training on TRL's slower path while the config says otherwise."""
+    import trl
+    import trl.trainer.utils as trl_utils
+
+    from ftlab.train import speedups
+
+    monkeypatch.setattr(speedups, "_ORIGINAL", {})  # as in a fresh process: nothing patched yet
+    monkeypatch.delattr(trl_utils, "_use_triton")
+    with pytest.raises(
+        ValueError,
+        match=rf"TRL {trl.__version__} has no trl.trainer.utils._use_triton .*; set "
+        r"train.labelled_logits_only=false$",
+    ):
+        speedups.labelled_logits_only(True)
+    speedups.labelled_logits_only(False)  # the way out: TRL's own path, untouched
 
 
 def summed_loss(model, input_ids, labels, **kwargs):
     """Summed next-token loss over the trained tokens (labels not -100), and their count."""
     logits = model(input_ids=input_ids, **kwargs).logits[:, :-1]
     targets = labels[:, 1:]
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100,
-                           reduction="sum")
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum")
     return loss.item(), int((targets != -100).sum())
 
 
@@ -66,12 +87,13 @@ def test_packed_rows_train_exactly_like_separate_examples(tmp_path):
         for row in range(2):
             bounds = [*starts[row].nonzero().flatten().tolist(), batch["input_ids"].shape[1]]
             for a, b in zip(bounds, bounds[1:]):
-                labels = batch["labels"][row:row + 1, a:b]
+                labels = batch["labels"][row : row + 1, a:b]
                 if (labels != -100).any():
-                    loss, n = summed_loss(model, batch["input_ids"][row:row + 1, a:b], labels)
+                    loss, n = summed_loss(model, batch["input_ids"][row : row + 1, a:b], labels)
                     separate = [separate[0] + loss, separate[1] + n]
-        leaky = summed_loss(model, batch["input_ids"], batch["labels"],
-                            attention_mask=torch.ones_like(batch["input_ids"]))
+        leaky = summed_loss(
+            model, batch["input_ids"], batch["labels"], attention_mask=torch.ones_like(batch["input_ids"])
+        )
     assert packed[1] == separate[1] > 0
     assert packed[0] == pytest.approx(separate[0], rel=1e-4)
     assert abs(leaky[0] - separate[0]) > 1e-2 * separate[0]  # cross-contamination would show

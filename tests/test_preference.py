@@ -13,20 +13,36 @@ from ftlab.model.strategy import apply_strategy
 from ftlab.train.trainer import ONLINE, build_trainer, reward_functions, trainer_args
 
 OBJECTIVES = ["reward", "dpo", "kto", "orpo", "rlhf"]
-CASES = [(o, s, q) for o in OBJECTIVES for s, q in [("full", "none"), ("lora", "none"), ("lora", "4bit")]
-         if incompatibility(compose_cfg([f"objective={o}", f"strategy={s}", f"quant={q}"])) is None]
+CASES = [
+    (o, s, q)
+    for o in OBJECTIVES
+    for s, q in [("full", "none"), ("lora", "none"), ("lora", "4bit")]
+    if incompatibility(compose_cfg([f"objective={o}", f"strategy={s}", f"quant={q}"])) is None
+]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("objective,strategy,quant", CASES)
 def test_objective_trains_its_parameters(objective, strategy, quant, tiny_path, tmp_path):
-    cfg = compose_cfg([f"objective={objective}", f"strategy={strategy}", f"quant={quant}", "train.max_steps=2",
-                       "train.batch_size=4", "data.max_train_examples=8", "train.eval_steps=0",
-                       "objective.reward_funcs=[ftlab.eval.rewards.states_facts]"])
+    cfg = compose_cfg(
+        [
+            f"objective={objective}",
+            f"strategy={strategy}",
+            f"quant={quant}",
+            "train.max_steps=2",
+            "train.batch_size=4",
+            "data.max_train_examples=8",
+            "train.eval_steps=0",
+            "objective.reward_funcs=[ftlab.eval.rewards.states_facts]",
+        ]
+    )
     head = "reward" if objective == "reward" else "causal_lm"
     tokenizer = load_tokenizer(cfg.model, tiny_path)
-    model, peft = apply_strategy(load_base(cfg.model, cfg.quant, tiny_path, head), cfg.strategy,
-                                 "SEQ_CLS" if objective == "reward" else "CAUSAL_LM")
+    model, peft = apply_strategy(
+        load_base(cfg.model, cfg.quant, tiny_path, head),
+        cfg.strategy,
+        "SEQ_CLS" if objective == "reward" else "CAUSAL_LM",
+    )
     data = train_dataset(cfg.data, cfg.objective.data_format, cfg.data.system_prompt)
     rewards = None
     if cfg.objective.trainer in ONLINE:
@@ -61,9 +77,14 @@ def test_preference_data_becomes_chat_pairs():
     assert "facts" in prompts.column_names and prompts[0]["facts"]
 
 
-@pytest.mark.parametrize("line,field", [('{"prompt": "q", "rejected": "r"}', "chosen"),
-                                        ('{"prompt": "q", "chosen": "c"}', "rejected"),
-                                        ('{"prompt": "q", "chosen": "", "rejected": "r"}', "chosen")])
+@pytest.mark.parametrize(
+    "line,field",
+    [
+        ('{"prompt": "q", "rejected": "r"}', "chosen"),
+        ('{"prompt": "q", "chosen": "c"}', "rejected"),
+        ('{"prompt": "q", "chosen": "", "rejected": "r"}', "chosen"),
+    ],
+)
 def test_a_bad_preference_record_names_file_line_and_field(line, field, tmp_path):
     bad = tmp_path / "pairs.jsonl"
     bad.write_text('{"prompt": "q", "chosen": "c", "rejected": "r"}\n' + line + "\n")
@@ -75,11 +96,14 @@ def test_a_bad_preference_record_names_file_line_and_field(line, field, tmp_path
 @pytest.mark.slow
 def test_the_wrong_data_shape_for_an_objective_is_one_line(tmp_path):
     """objective=dpo given prompt/completion pairs: refused before any model loads."""
-    code, out = run_cli([*QUICK, "objective=dpo", "data=custom", "data.train.preference=data/hr/qa.jsonl",
-                         f"hydra.run.dir={tmp_path}"])
+    code, out = run_cli(
+        [*QUICK, "objective=dpo", "data=custom", "data.train.preference=data/hr/qa.jsonl", f"hydra.run.dir={tmp_path}"]
+    )
     assert code == 1 and "Traceback" not in out
-    assert ("error: data/hr/qa.jsonl: prompt_completion records cannot train an objective that reads preference data "
-            "(expected prompt, chosen, rejected)") in out
+    assert (
+        "error: data/hr/qa.jsonl: prompt_completion records cannot train an objective that reads preference data "
+        "(expected prompt, chosen, rejected)"
+    ) in out
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +112,9 @@ def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("chain")
     code, out = run_cli([*QUICK, "strategy=lora", f"hydra.run.dir={root / 'sft'}"])
     assert code == 0, out[-3000:]
-    code, out = run_cli([*QUICK, "objective=reward", "strategy=full", f"model.path={root / 'sft'}",
-                         f"hydra.run.dir={root / 'reward'}"])
+    code, out = run_cli(
+        [*QUICK, "objective=reward", "strategy=full", f"model.path={root / 'sft'}", f"hydra.run.dir={root / 'reward'}"]
+    )
     assert code == 0, out[-3000:]
     return root
 
@@ -103,10 +128,17 @@ def test_reward_run_reports_pairwise_accuracy(chain):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("objective,reference", [("dpo", "adapter disabled"), ("rlhf", None)])
-def test_policy_stage_starts_from_the_sft_run_and_is_judged_by_the_reward_model(objective, reference, chain,
-                                                                                tmp_path):
-    code, out = run_cli([*QUICK, f"objective={objective}", "strategy=lora", f"model.path={chain / 'sft'}",
-                         f"eval.reward_model={chain / 'reward'}", f"hydra.run.dir={tmp_path}"])
+def test_policy_stage_starts_from_the_sft_run_and_is_judged_by_the_reward_model(objective, reference, chain, tmp_path):
+    code, out = run_cli(
+        [
+            *QUICK,
+            f"objective={objective}",
+            "strategy=lora",
+            f"model.path={chain / 'sft'}",
+            f"eval.reward_model={chain / 'reward'}",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )
     assert code == 0, out[-3000:]
     results = read_results(tmp_path)
     sft = read_results(chain / "sft")
@@ -130,19 +162,25 @@ def test_merged_run_equals_base_plus_adapter(chain, tmp_path):
     from ftlab.model.source import load_run
 
     out_dir = tmp_path / "merged"
-    proc = subprocess.run([sys.executable, "-m", "ftlab.merge", str(chain / "sft"), str(out_dir)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab.merge", str(chain / "sft"), str(out_dir)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     merged = AutoModelForCausalLM.from_pretrained(out_dir)
     model, tokenizer, _ = load_run(chain / "sft")
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Notice period for an Analyst?"}],
-                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Notice period for an Analyst?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         assert torch.allclose(merged(**ids).logits, model(**ids).logits, atol=1e-4)
     assert merged.dtype == torch.float32 and not list(out_dir.glob("*.bin"))
     assert json.loads((out_dir / "ftlab_merge.json").read_text())["strategy"] == "lora"
-    again = subprocess.run([sys.executable, "-m", "ftlab.merge", str(chain / "sft"), str(out_dir)],
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "ftlab.merge", str(chain / "sft"), str(out_dir)], capture_output=True, text=True
+    )
     assert again.returncode != 0 and "not empty" in again.stderr  # nothing is overwritten
 
 
@@ -150,8 +188,10 @@ def test_rule_based_rewards_work_alone_and_a_missing_one_is_one_line():
     cfg = compose_cfg(["objective=rlhf"])  # eval.reward_model unset: the rule-based rewards alone
     functions, tokenizers = reward_functions(cfg.objective)
     assert [f.__name__ for f in functions] == ["states_facts", "concise"] and tokenizers == [None, None]
-    answers = [[{"role": "assistant", "content": "Senior Consultants have a notice period of 90 days."}],
-               [{"role": "assistant", "content": "It depends on your contract."}]]
+    answers = [
+        [{"role": "assistant", "content": "Senior Consultants have a notice period of 90 days."}],
+        [{"role": "assistant", "content": "It depends on your contract."}],
+    ]
     assert functions[0](answers, facts=[["90 days"], ["90 days"]]) == [1.0, 0.0]
     with pytest.raises(ValueError, match=r"^objective.reward_funcs: cannot import ftlab.eval.rewards.nope"):
         reward_functions(compose_cfg(["objective=rlhf", "objective.reward_funcs=[ftlab.eval.rewards.nope]"]).objective)

@@ -27,8 +27,7 @@ def earlier_runs(tmp_path_factory):
 def needed(overrides: list, earlier_runs) -> list:
     """The run directories a preset leaves to the command line (`<...>` placeholders), from earlier_runs."""
     cfg = compose_cfg(overrides)
-    return [f"{key}={value}" for key, value in earlier_runs.items()
-            if str(OmegaConf.select(cfg, key)).startswith("<")]
+    return [f"{key}={value}" for key, value in earlier_runs.items() if str(OmegaConf.select(cfg, key)).startswith("<")]
 
 
 @pytest.mark.parametrize("preset", EXPERIMENTS)

@@ -14,34 +14,67 @@ from ftlab.core.files import PROJECT_ROOT
 from ftlab.report import SweepReport, write_report
 
 NO_RESULTS = "no results.json found (expected a run directory or a multirun directory of runs)"
-PLOTS = ["quality_vs_params.png", "quality_vs_memory.png", "quality_vs_size.png", "loss_curves.png",
-         "accuracy_by_strategy.png"]
+PLOTS = [
+    "quality_vs_params.png",
+    "quality_vs_memory.png",
+    "quality_vs_size.png",
+    "loss_curves.png",
+    "accuracy_by_strategy.png",
+]
 
 
-def write_run(sweep: Path, job: int, strategy: str, quant: str = "none", seed: int = 1, accuracy: float | None = None,
-              status: str = "ok", overrides: tuple = (), history: bool = True, **fields) -> Path:
+def write_run(
+    sweep: Path,
+    job: int,
+    strategy: str,
+    quant: str = "none",
+    seed: int = 1,
+    accuracy: float | None = None,
+    status: str = "ok",
+    overrides: tuple = (),
+    history: bool = True,
+    **fields,
+) -> Path:
     """One run directory as ftlab.run leaves it in a multirun (results.json only)."""
     name = f"tiny-{strategy}-sft-{quant}-s{seed}"
     run_dir = sweep / f"{job}_{name}"
     run_dir.mkdir(parents=True)
     results = {
-        "status": status, "run_name": name, "seed": seed,
-        "choices": {"model": "tiny", "strategy": strategy, "objective": "sft", "data": "hr", "quant": quant,
-                    "optimizer": "adamw"},
+        "status": status,
+        "run_name": name,
+        "seed": seed,
+        "choices": {
+            "model": "tiny",
+            "strategy": strategy,
+            "objective": "sft",
+            "data": "hr",
+            "quant": quant,
+            "optimizer": "adamw",
+        },
         "overrides": [f"strategy={strategy}", f"quant={quant}", f"seed={seed}", *overrides],
     }
     if status == "ok":
         trainable = {"full": 1_050_000, "lora": 65_536, "prefix": 40_960}.get(strategy, 70_000)
         results.update(
             params={"trainable": trainable, "total": 1_050_000},
-            train={"loss": 1.0, "steps": 30, "runtime_s": 60.0, "tokens": 100_000, "tokens_per_s": 5000.0,
-                   "peak_memory_mb": 800.0 if quant == "none" else 500.0},
+            train={
+                "loss": 1.0,
+                "steps": 30,
+                "runtime_s": 60.0,
+                "tokens": 100_000,
+                "tokens_per_s": 5000.0,
+                "peak_memory_mb": 800.0 if quant == "none" else 500.0,
+            },
             eval={"questions": 90, "loss": 1 - accuracy, "answer_accuracy": accuracy, "base_answer_accuracy": 0.1},
-            saved={"bytes": 3 * 2**20}, wall_s=75.0, wandb={"mode": "offline", "group": "2026-11-23_10-00-00"},
+            saved={"bytes": 3 * 2**20},
+            wall_s=75.0,
+            wandb={"mode": "offline", "group": "2026-11-23_10-00-00"},
         )
         if history:
-            results["history"] = {"train": [[s, 3.0 / s + 1 - accuracy] for s in (1, 10, 20, 30)],
-                                  "eval": [[s, 2.0 / s + 1 - accuracy] for s in (10, 20, 30)]}
+            results["history"] = {
+                "train": [[s, 3.0 / s + 1 - accuracy] for s in (1, 10, 20, 30)],
+                "eval": [[s, 2.0 / s + 1 - accuracy] for s in (10, 20, 30)],
+            }
     results.update(fields)
     (run_dir / "results.json").write_text(json.dumps(results))
     return run_dir
@@ -52,11 +85,17 @@ def sweep(tmp_path) -> Path:
     """5 configurations: two seeds each except prefix·4bit (its second seed failed), plus skipped, running and
     unreadable runs."""
     d = tmp_path / "sweep"
-    jobs = [("full", "none", 1, 0.80), ("full", "none", 2, 0.82),  # best: 0.81 ± 0.014
-            ("lora", "none", 1, 0.78), ("lora", "none", 2, 0.80),  # 0.79 ± 0.014: gap 0.02 within spread
-            ("lora", "4bit", 1, 0.70), ("lora", "4bit", 2, 0.80),  # 0.75 ± 0.071: gap 0.06 within spread
-            ("prefix", "none", 1, 0.40), ("prefix", "none", 2, 0.42),  # 0.41 ± 0.014: beyond spread
-            ("prefix", "4bit", 1, 0.35)]  # 1 seed: spread unknown
+    jobs = [
+        ("full", "none", 1, 0.80),
+        ("full", "none", 2, 0.82),  # best: 0.81 ± 0.014
+        ("lora", "none", 1, 0.78),
+        ("lora", "none", 2, 0.80),  # 0.79 ± 0.014: gap 0.02 within spread
+        ("lora", "4bit", 1, 0.70),
+        ("lora", "4bit", 2, 0.80),  # 0.75 ± 0.071: gap 0.06 within spread
+        ("prefix", "none", 1, 0.40),
+        ("prefix", "none", 2, 0.42),  # 0.41 ± 0.014: beyond spread
+        ("prefix", "4bit", 1, 0.35),
+    ]  # 1 seed: spread unknown
     for job, (strategy, quant, seed, accuracy) in enumerate(jobs):
         write_run(d, job, strategy, quant, seed, accuracy)
     write_run(d, 9, "prefix", "4bit", 2, status="failed", reason="RuntimeError: CUDA out of memory")
@@ -73,8 +112,15 @@ def sweep(tmp_path) -> Path:
 
 
 def report_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "ftlab.report", *map(str, args)], check=False, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "ftlab.report", *map(str, args)],
+        check=False,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -158,10 +204,18 @@ def test_runs_that_did_not_finish_are_listed_with_their_reasons(sweep, tmp_path)
 
 def test_the_columns_are_what_the_sweep_varied(tmp_path):
     d = tmp_path / "lr_sweep"
-    for job, (lr, seed, accuracy) in enumerate([("0.001", 1, 0.6), ("0.001", 2, 0.62), ("0.003", 1, 0.7),
-                                                ("0.003", 2, 0.72)]):
-        write_run(d, job, "lora", seed=seed, accuracy=accuracy, history=False,
-                  overrides=(f"optimizer.lr={lr}", "strategy.peft.r=8", "hydra.job.chdir=false"))
+    for job, (lr, seed, accuracy) in enumerate(
+        [("0.001", 1, 0.6), ("0.001", 2, 0.62), ("0.003", 1, 0.7), ("0.003", 2, 0.72)]
+    ):
+        write_run(
+            d,
+            job,
+            "lora",
+            seed=seed,
+            accuracy=accuracy,
+            history=False,
+            overrides=(f"optimizer.lr={lr}", "strategy.peft.r=8", "hydra.job.chdir=false"),
+        )
     summary = write_report([d], d / "report")
     header = summary["table"].splitlines()[0]
     assert header.startswith("| optimizer.lr | n | answer_accuracy (mean ± sd) |")  # not strategy, r or hydra.*
@@ -169,6 +223,34 @@ def test_the_columns_are_what_the_sweep_varied(tmp_path):
     report = (d / "report" / "report.md").read_text()
     assert "`loss_curves.png` not drawn: no run recorded a loss history" in report  # said, not silently missing
     assert (d / "report" / "quality_vs_params.png").is_file()
+
+
+def test_qat_is_shown_beside_the_ptq_run_of_the_same_strategy_and_scheme(tmp_path):
+    """The compress sweep's QAT-vs-PTQ view: a QAT configuration's "PTQ baseline accuracy" is the mean accuracy of
+    the quant=ptq_* configuration with the same strategy and scheme in the same report; nothing for the others."""
+    d = tmp_path / "compress"
+
+    def converted(method, scheme):
+        return {"method": method, "scheme": scheme, "group_size": 32, "quantized_layers": 28}
+
+    runs = [
+        ("full", "qat_int8_int4", 0.80, converted("qat", "int8_int4")),
+        ("full", "ptq_int8_int4", 0.70, converted("ptq", "int8_int4")),
+        ("lora", "qat_int8_int4", 0.60, converted("qat", "int8_int4")),
+        ("lora", "ptq_int8_int4", 0.50, converted("ptq", "int8_int4")),
+        ("full", "qat_int4_weight", 0.85, converted("qat", "int4_weight")),  # no PTQ run of its scheme
+        ("full", "none", 0.90, None),
+    ]
+    for job, (strategy, quant, accuracy, compression) in enumerate(runs):
+        for seed in (1, 2):
+            write_run(d, 2 * job + seed, strategy, quant, seed, accuracy + seed / 100, compression=compression)
+    write_report([d], d / "report")
+    rows = {(r["strategy"], r["quant"]): r for r in read_csv(d / "report" / "report.csv")}
+    assert float(rows["full", "qat_int8_int4"]["ptq_answer_accuracy"]) == pytest.approx(0.715)
+    assert float(rows["lora", "qat_int8_int4"]["ptq_answer_accuracy"]) == pytest.approx(0.515)
+    for unpaired in (("full", "qat_int4_weight"), ("full", "ptq_int8_int4"), ("full", "none")):
+        assert rows[unpaired]["ptq_answer_accuracy"] == ""
+    assert "PTQ baseline accuracy" in (d / "report" / "report.md").read_text()
 
 
 def test_a_seed_sweep_is_one_configuration_named_after_its_runs(tmp_path):
@@ -225,7 +307,8 @@ def test_optuna_search_names_the_best_run(tmp_path):
     for job, (lr, r, accuracy) in enumerate([(0.001, 8, 0.6), (0.003, 16, 0.8), (0.003, 8, 0.7)]):
         write_run(d, job, "lora", accuracy=accuracy, overrides=(f"optimizer.lr={lr}", f"strategy.peft.r={r}"))
     (d / "optimization_results.yaml").write_text(
-        "name: optuna\nbest_params:\n  optimizer.lr: 0.003\n  strategy.peft.r: 16\nbest_value: 0.8\n")
+        "name: optuna\nbest_params:\n  optimizer.lr: 0.003\n  strategy.peft.r: 16\nbest_value: 0.8\n"
+    )
     write_report([d], d / "report")
     search = (d / "report" / "report.md").read_text().split("## Search (optuna)")[1].split("## Plots")[0]
     best = d / "1_tiny-lora-sft-none-s1"

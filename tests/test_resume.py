@@ -20,16 +20,29 @@ from ftlab.runs.checkpoints import checkpoint_problem
 pytestmark = pytest.mark.slow
 
 # 16 steps with a checkpoint every 4: the kill lands after the first complete checkpoint, before the end.
-RESUMABLE = ["train.max_steps=16", "train.save_steps=4", "train.batch_size=4", "eval.max_questions=4",
-             "eval.max_new_tokens=8", "data.max_train_examples=32", "wandb.mode=disabled", "train.eval_steps=0",
-             "train.logging_steps=1"]
+RESUMABLE = [
+    "train.max_steps=16",
+    "train.save_steps=4",
+    "train.batch_size=4",
+    "eval.max_questions=4",
+    "eval.max_new_tokens=8",
+    "data.max_train_examples=32",
+    "wandb.mode=disabled",
+    "train.eval_steps=0",
+    "train.logging_steps=1",
+]
 CASES = {"sft-lora": ["strategy=lora"], "sft-full": ["strategy=full"], "dpo-lora": ["objective=dpo", "strategy=lora"]}
 
 
 def start(args, run_dir) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ftlab", *args, f"hydra.run.dir={run_dir}"], cwd=PROJECT_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "ftlab", *args, f"hydra.run.dir={run_dir}"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
 
 
 def wait_for_checkpoint(proc, run_dir: Path, timeout: float = 300) -> None:
@@ -89,8 +102,10 @@ def test_killed_run_resumes_to_the_same_weights_and_losses(case, uninterrupted, 
         assert code == 1 and "holds an unfinished run with other settings (optimizer.lr: " in out
         assert "Traceback" not in out
         # A checkpoint cut short while it was written (the newest one): skipped with a message.
-        good = max((c for c in (tmp_path / "checkpoints").glob("checkpoint-*") if checkpoint_problem(c) is None),
-                   key=lambda c: int(c.name.split("-")[1]))
+        good = max(
+            (c for c in (tmp_path / "checkpoints").glob("checkpoint-*") if checkpoint_problem(c) is None),
+            key=lambda c: int(c.name.split("-")[1]),
+        )
         cut = good.with_name(f"checkpoint-{int(good.name.split('-')[1]) + 1}")
         shutil.copytree(good, cut)
         state = json.loads((cut / "trainer_state.json").read_text())
@@ -131,9 +146,11 @@ def test_damaged_checkpoints_are_named(uninterrupted, tmp_path):
     damage = {
         "no trainer_state.json": lambda c: (c / "trainer_state.json").unlink(),
         "optimizer.pt is missing or truncated": lambda c: (c / "optimizer.pt").write_bytes(
-            (c / "optimizer.pt").read_bytes()[:1000]),
+            (c / "optimizer.pt").read_bytes()[:1000]
+        ),
         "model.safetensors: truncated": lambda c: (c / "model.safetensors").write_bytes(
-            (c / "model.safetensors").read_bytes()[:-10]),
+            (c / "model.safetensors").read_bytes()[:-10]
+        ),
         "rng_state.pth is missing": lambda c: (c / "rng_state.pth").unlink(),
     }
     for i, (message, cut) in enumerate(damage.items()):

@@ -24,9 +24,15 @@ def test_run_writes_results_weights_and_config(lora_run):
     run_dir, out = lora_run
     results = read_results(run_dir)
     assert results["status"] == "ok"
-    assert results["choices"] == {"model": "tiny", "strategy": "lora", "objective": "instruct", "data": "hr",
-                                  "quant": "none", "optimizer": "adamw",
-                                  "dist": "none"}
+    assert results["choices"] == {
+        "model": "tiny",
+        "strategy": "lora",
+        "objective": "instruct",
+        "data": "hr",
+        "quant": "none",
+        "optimizer": "adamw",
+        "dist": "none",
+    }
     for key in ("loss", "perplexity", "answer_accuracy", "base_loss", "base_answer_accuracy"):
         assert isinstance(results["eval"][key], float), key
     assert 0 < results["params"]["trainable"] < results["params"]["total"]
@@ -87,8 +93,10 @@ def strategy_runs(tmp_path_factory):
     return {read_results(p)["choices"]["strategy"]: p for p in sweep_dir.iterdir() if (p / "results.json").exists()}
 
 
-@pytest.mark.parametrize("strategy,files", [("adapter", ["adapter.safetensors"]), ("full", ["model.safetensors"]),
-                                            ("prefix", ["adapter_model.safetensors"])])
+@pytest.mark.parametrize(
+    "strategy,files",
+    [("adapter", ["adapter.safetensors"]), ("full", ["model.safetensors"]), ("prefix", ["adapter_model.safetensors"])],
+)
 def test_other_strategies_save_and_reload(strategy, files, strategy_runs):
     from ftlab.data.load import eval_questions
     from ftlab.eval.answers import answer_loss
@@ -107,8 +115,12 @@ def test_sweep_skips_incompatible_pairs_and_runs_the_rest(tmp_path):
     code, out = run_cli(["-m", "strategy=full,lora", "quant=none,4bit", *QUICK, f"hydra.sweep.dir={tmp_path}"])
     assert code == 0, out[-3000:]
     runs = {p.name.split("_", 1)[1]: read_results(p) for p in tmp_path.iterdir() if (p / "results.json").exists()}
-    assert set(runs) == {"tiny-full-sft-none-s42", "tiny-full-sft-4bit-s42",
-                         "tiny-lora-sft-none-s42", "tiny-lora-sft-4bit-s42"}
+    assert set(runs) == {
+        "tiny-full-sft-none-s42",
+        "tiny-full-sft-4bit-s42",
+        "tiny-lora-sft-none-s42",
+        "tiny-lora-sft-4bit-s42",
+    }
     assert runs["tiny-full-sft-4bit-s42"]["status"] == "skipped"
     assert "strategy=lora" in runs["tiny-full-sft-4bit-s42"]["reason"]
     assert all(r["status"] == "ok" for name, r in runs.items() if name != "tiny-full-sft-4bit-s42")
@@ -125,8 +137,9 @@ def test_bad_data_file_is_one_line_and_marks_the_run_failed(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n')
     run_dir = tmp_path / "run"
-    code, out = run_cli([*QUICK, "objective=sft", "data=custom", f"data.train.prompt_completion={bad}",
-                         f"hydra.run.dir={run_dir}"])
+    code, out = run_cli(
+        [*QUICK, "objective=sft", "data=custom", f"data.train.prompt_completion={bad}", f"hydra.run.dir={run_dir}"]
+    )
     assert code == 1 and f"error: {bad}:2: not valid JSON" in out and "Traceback" not in out
     assert read_results(run_dir)["status"] == "failed"
 

@@ -26,9 +26,18 @@ def test_secrets_appear_in_no_file_of_a_run(tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("WANDB_MODE", "offline")
     quick = [o for o in QUICK if not o.startswith("wandb.")]
-    code, out = run_cli(["-m", *quick, "seed=1", "wandb.mode=offline", "train.save_steps=2",
-                         "train.keep_checkpoints=true", f"+objective.args.hub_token={CONFIG_SECRET}",
-                         f"hydra.sweep.dir={tmp_path}"])
+    code, out = run_cli(
+        [
+            "-m",
+            *quick,
+            "seed=1",
+            "wandb.mode=offline",
+            "train.save_steps=2",
+            "train.keep_checkpoints=true",
+            f"+objective.args.hub_token={CONFIG_SECRET}",
+            f"hydra.sweep.dir={tmp_path}",
+        ]
+    )
     assert code == 0, out[-3000:]
     run_dir = next(tmp_path.glob("0_*"))
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -55,15 +64,19 @@ def model_copy(tiny_path, tmp_path):
 
 def test_a_model_that_ships_code_is_refused_and_its_code_never_runs(model_copy, tmp_path):
     config = json.loads((model_copy / "config.json").read_text())
-    config |= {"model_type": "acme_llm", "auto_map": {"AutoConfig": "modeling_acme.AcmeConfig",
-                                                      "AutoModelForCausalLM": "modeling_acme.AcmeForCausalLM"}}
+    config |= {
+        "model_type": "acme_llm",
+        "auto_map": {"AutoConfig": "modeling_acme.AcmeConfig", "AutoModelForCausalLM": "modeling_acme.AcmeForCausalLM"},
+    }
     (model_copy / "config.json").write_text(json.dumps(config))
     marker = tmp_path / "code_ran"
     (model_copy / "modeling_acme.py").write_text(f"open({str(marker)!r}, 'w')\n")
     code, out = run_cli([*QUICK, "model=local", f"model.path={model_copy}", f"hydra.run.dir={tmp_path / 'run'}"])
     assert code == 1 and "Traceback" not in out
-    assert f"error: model.path: {model_copy} ships its own Python code (auto_map); ftlab runs it only with " \
-           "model.trust_remote_code=true" in out
+    assert (
+        f"error: model.path: {model_copy} ships its own Python code (auto_map); ftlab runs it only with "
+        "model.trust_remote_code=true" in out
+    )
     assert not marker.exists()
 
 

@@ -29,8 +29,14 @@ def test_a_diverging_run_fails_the_sweep_but_not_the_other_runs(tmp_path):
     """lr=1e30 makes the gradients NaN: that run is recorded as failed with the step and its last good checkpoint,
     the other run finishes, the report lists both, and the sweep's exit code says something failed. The same
     command again keeps the finished run and retries the failed one."""
-    args = ["-m", "strategy=full", "optimizer.lr=3e-3,1e30", *STEPS, "train.save_steps=1",
-            f"hydra.sweep.dir={tmp_path}"]
+    args = [
+        "-m",
+        "strategy=full",
+        "optimizer.lr=3e-3,1e30",
+        *STEPS,
+        "train.save_steps=1",
+        f"hydra.sweep.dir={tmp_path}",
+    ]
     code, out = run_cli(args)
     assert code != 0, out[-3000:]
     runs = [read_results(p) for p in sorted(tmp_path.iterdir()) if (p / "results.json").exists()]
@@ -57,8 +63,14 @@ def test_a_sweep_shares_one_wandb_group_with_choices_as_tags(tmp_path):
         record = read_results(run)["wandb"]
         assert record["group"] == tmp_path.name
         log = next((run / "wandb").rglob("*.wandb")).read_bytes()
-        for key in (tmp_path.name.encode(), b"strategy=lora", b"quant=none", b"final/tokens_per_s",
-                    b"params/trainable", b"eval/answer_accuracy"):
+        for key in (
+            tmp_path.name.encode(),
+            b"strategy=lora",
+            b"quant=none",
+            b"final/tokens_per_s",
+            b"params/trainable",
+            b"eval/answer_accuracy",
+        ):
             assert key in log, key
     with open(tmp_path / "report" / "report.csv") as f:
         rows = list(csv.DictReader(f))

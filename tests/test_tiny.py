@@ -21,7 +21,9 @@ def test_chat_template_masks_assistant_turns_including_end_of_turn(tiny_path):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_path)
     assert is_chat_template_stop_token_trained(tokenizer)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert prompt.endswith("<|im_start|>assistant\n")
 
 

@@ -8,10 +8,18 @@ from ftlab.runs.tracking import wandb_mode
 
 
 def test_secrets_are_hidden_from_logged_configs():
-    cfg = {"eval": {"max_new_tokens": 48}, "hub": {"hf_token": "hf_abc", "api_key": "k"}, "wandb": {"password": "p"},
-           "model": {"target_modules": ["q_proj"]}}
-    assert redact(cfg) == {"eval": {"max_new_tokens": 48}, "hub": {"hf_token": "***", "api_key": "***"},
-                           "wandb": {"password": "***"}, "model": {"target_modules": ["q_proj"]}}
+    cfg = {
+        "eval": {"max_new_tokens": 48},
+        "hub": {"hf_token": "hf_abc", "api_key": "k"},
+        "wandb": {"password": "p"},
+        "model": {"target_modules": ["q_proj"]},
+    }
+    assert redact(cfg) == {
+        "eval": {"max_new_tokens": 48},
+        "hub": {"hf_token": "***", "api_key": "***"},
+        "wandb": {"password": "***"},
+        "model": {"target_modules": ["q_proj"]},
+    }
 
 
 def test_wandb_goes_online_only_with_credentials(monkeypatch, tmp_path):

@@ -14,16 +14,21 @@ SHARED = ("notice", "leave", "parental")  # fact-id prefixes whose facts share o
 MIN_TOPIC_SCORE = 8.0  # a generic answer scoring lower for every topic is never used as a rejected answer
 NEAR_TIE = 0.8  # generic answers matching at least this share of the best score are drawn from at random
 # Key strings with no other fact of the same kind get one of these wrong values instead of another policy's fact.
-SINGLE_WRONG = {"4 months": ["6 months", "3 months"], "3 days a week": ["2 days a week", "4 days a week"],
-                "8 extra hours": ["10 extra hours", "6 extra hours"],
-                "10:00 to 16:00": ["09:00 to 17:00", "11:00 to 15:00"],
-                "every 6 months": ["every 12 months", "every 3 months"],
-                "5 years of service": ["3 years of service", "7 years of service"],
-                "25th of each month": ["28th of each month", "15th of each month"]}
-STOP = set("a an the of for to in on at is are am be do does did i im i'm my me we our you your it its and or what "
-           "whats what's which who can could would should will there this that with as by from if please tell about "
-           "any up velmora consulting company employer here now just like know need hi analyst analysts consultant "
-           "consultants senior manager managers director directors partner partners grade level role job".split())
+SINGLE_WRONG = {
+    "4 months": ["6 months", "3 months"],
+    "3 days a week": ["2 days a week", "4 days a week"],
+    "8 extra hours": ["10 extra hours", "6 extra hours"],
+    "10:00 to 16:00": ["09:00 to 17:00", "11:00 to 15:00"],
+    "every 6 months": ["every 12 months", "every 3 months"],
+    "5 years of service": ["3 years of service", "7 years of service"],
+    "25th of each month": ["28th of each month", "15th of each month"],
+}
+STOP = set(
+    "a an the of for to in on at is are am be do does did i im i'm my me we our you your it its and or what "
+    "whats what's which who can could would should will there this that with as by from if please tell about "
+    "any up velmora consulting company employer here now just like know need hi analyst analysts consultant "
+    "consultants senior manager managers director directors partner partners grade level role job".split()
+)
 
 
 def read(name):
@@ -95,7 +100,10 @@ def vague(prompt, fact, rng):
 
 def wrong(chosen, fact, rng):
     """The company answer with its key string swapped for another fact of the same kind (days, weeks, EUR, ...)."""
-    kind = lambda f: (re.sub(r"\d[\d,:]*", "#", facts[f][0]), topic(f) if topic(f) in SHARED else "")
+
+    def kind(f):
+        return re.sub(r"\d[\d,:]*", "#", facts[f][0]), topic(f) if topic(f) in SHARED else ""
+
     key, same = facts[fact][0], sorted({facts[f][0] for f in facts if f != fact and kind(f) == kind(fact)})
     value = rng.choice(same or SINGLE_WRONG[key])  # notice with notice, leave with leave, EUR with EUR, ...
     assert value != key and chosen.count(key) == 1, (chosen, value)
@@ -141,8 +149,13 @@ write("rl_prompts.jsonl", [dict(prompt=r["prompt"], facts=facts[r["fact"]]) for 
 write("heldout_rl_prompts.jsonl", [dict(prompt=r["question"], facts=r["facts"]) for r in heldout])
 
 rl, kto_fields = {"prompt": str, "facts": list}, {"prompt": str, "completion": str, "label": bool}
-schemas = {"preferences.jsonl": dict.fromkeys(pair, str), "heldout_preferences.jsonl": dict.fromkeys(pair, str),
-           "kto.jsonl": kto_fields, "rl_prompts.jsonl": rl, "heldout_rl_prompts.jsonl": rl}
+schemas = {
+    "preferences.jsonl": dict.fromkeys(pair, str),
+    "heldout_preferences.jsonl": dict.fromkeys(pair, str),
+    "kto.jsonl": kto_fields,
+    "rl_prompts.jsonl": rl,
+    "heldout_rl_prompts.jsonl": rl,
+}
 for name, schema in schemas.items():
     print(f"{name}: {check(name, schema)} rows")
 for label, rows in (("preferences.jsonl", train), ("heldout_preferences.jsonl", test)):

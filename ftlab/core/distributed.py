@@ -69,9 +69,12 @@ def describe(dist_name: str, trainer) -> dict:
     """What results.json records of the launch: the engine as accelerate ran it, and whether weights were sharded."""
     from torch.distributed.tensor import DTensor
 
-    record = {"dist": dist_name, "processes": world_size(),
-              "engine": str(trainer.accelerator.distributed_type).split(".")[-1].lower(),
-              "sharded_weights": any(isinstance(p, DTensor) for p in trainer.model_wrapped.parameters())}
+    record = {
+        "dist": dist_name,
+        "processes": world_size(),
+        "engine": str(trainer.accelerator.distributed_type).split(".")[-1].lower(),
+        "sharded_weights": any(isinstance(p, DTensor) for p in trainer.model_wrapped.parameters()),
+    }
     if world_size() > 1:
         import torch.distributed as dist
 

@@ -1,5 +1,7 @@
-"""Where ftlab's own files live, how a path in a config is found, and writing files (and folders) so none is ever seen half-written."""
+"""Where ftlab's own files live, how a path in a config is found, and writing files (and folders) so none is ever
+seen half-written."""
 
+import io
 import json
 import os
 import shutil
@@ -74,3 +76,10 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 
 def write_json(path: Path, data) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_png(path: Path, figure, dpi: int) -> None:
+    """A matplotlib figure as a PNG file, written like every other file."""
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=dpi)
+    write_atomic(path, image.getvalue())

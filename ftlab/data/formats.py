@@ -1,7 +1,5 @@
 """Training-data formats: detect one from a record, check every record against it, convert to what TRL reads."""
 
-
-
 # Detected from a record's fields, most specific first. The ftlab formats (what an objective reads) are
 # prompt_completion, messages, text, preference, unpaired_preference and prompt; alpaca and sharegpt are converted.
 SIGNATURES = [
@@ -75,8 +73,9 @@ def _turns(record: dict, field: str, role_key: str, content_key: str, roles: dic
         item = {"role": roles[role], "content": content}
         if turn.get("weight") is not None:
             if turn["weight"] not in (0, 1) or roles[role] != "assistant":
-                raise RecordError(f"field '{where}.weight': expected 0 or 1 on an assistant turn, "
-                                  f"got {turn['weight']!r}")
+                raise RecordError(
+                    f"field '{where}.weight': expected 0 or 1 on an assistant turn, got {turn['weight']!r}"
+                )
             item["weight"] = int(turn["weight"])
         out.append(item)
     if out[-1]["role"] != "assistant":
@@ -89,10 +88,14 @@ def _turns(record: dict, field: str, role_key: str, content_key: str, roles: dic
 def normalise(record: dict, fmt: str) -> dict:
     """The record checked against its format, in ftlab's form; raises RecordError naming the field."""
     if fmt == "alpaca":
-        instruction, extra = _text(record, "instruction"), _text(record, "input", allow_empty=True) \
-            if record.get("input") is not None else ""
-        return {"prompt": f"{instruction}\n\n{extra}" if extra.strip() else instruction,
-                "completion": _text(record, "output")}
+        instruction, extra = (
+            _text(record, "instruction"),
+            _text(record, "input", allow_empty=True) if record.get("input") is not None else "",
+        )
+        return {
+            "prompt": f"{instruction}\n\n{extra}" if extra.strip() else instruction,
+            "completion": _text(record, "output"),
+        }
     if fmt == "sharegpt":
         return {"messages": _turns(record, "conversations", "from", "value", SHAREGPT_ROLES)}
     if fmt == "messages":
@@ -122,11 +125,14 @@ def convert(rows: list, fmt: str, wanted: str) -> list:
     if form == wanted:
         return _weighted(rows) if form == "messages" else rows
     if form not in CONVERTIBLE.get(wanted, set()):
-        raise ValueError(f"{fmt} records cannot train an objective that reads {wanted} data "
-                         f"(expected {EXPECTED[wanted]})")
+        raise ValueError(
+            f"{fmt} records cannot train an objective that reads {wanted} data (expected {EXPECTED[wanted]})"
+        )
     if wanted == "messages":  # a prompt/completion pair is a two-turn conversation
-        return [{"messages": [{"role": "user", "content": r["prompt"]},
-                              {"role": "assistant", "content": r["completion"]}]} for r in rows]
+        return [
+            {"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["completion"]}]}
+            for r in rows
+        ]
     if wanted == "prompt":
         return [{"prompt": r["prompt"]} for r in rows]
     # prompt_completion from a conversation: everything before an assistant turn is the prompt, the turn the answer.
@@ -144,8 +150,11 @@ def _weighted(rows: list) -> list:
     weight-0 turn becomes prompt/completion rows, one per trained turn; the others stay conversations."""
     if not any("weight" in t for r in rows for t in r["messages"]):
         return [{"messages": [_plain(t) for t in r["messages"]]} for r in rows]
-    return convert([{"messages": [{**t, "weight": t.get("weight", 1)} for t in r["messages"]]} for r in rows],
-                   "messages", "prompt_completion")
+    return convert(
+        [{"messages": [{**t, "weight": t.get("weight", 1)} for t in r["messages"]]} for r in rows],
+        "messages",
+        "prompt_completion",
+    )
 
 
 def _plain(turn: dict) -> dict:

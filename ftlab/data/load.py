@@ -30,13 +30,19 @@ def read_records(source: str) -> list:
         files = sorted(p for p in path.rglob("*") if p.suffix in TEXT_SUFFIXES)
         if not files:
             raise DataError(f"{path}: no .txt or .md files in this folder")
-        return [(f"{f}: paragraph {i}", {"text": chunk}) for f in files
-                for i, chunk in enumerate(paragraph_chunks(_read_text(f)), start=1)]
+        return [
+            (f"{f}: paragraph {i}", {"text": chunk})
+            for f in files
+            for i, chunk in enumerate(paragraph_chunks(_read_text(f)), start=1)
+        ]
     if path.suffix in TEXT_SUFFIXES:
         return [(f"{path}: paragraph {i}", {"text": c}) for i, c in enumerate(paragraph_chunks(_read_text(path)), 1)]
     if path.suffix == ".jsonl":
-        return [(f"{path}:{n}", _json_line(raw)) for n, raw in enumerate(path.read_bytes().split(b"\n"), start=1)
-                if raw.strip()]
+        return [
+            (f"{path}:{n}", _json_line(raw))
+            for n, raw in enumerate(path.read_bytes().split(b"\n"), start=1)
+            if raw.strip()
+        ]
     if path.suffix == ".json":
         try:
             rows = json.loads(_read_text(path))
@@ -44,8 +50,13 @@ def read_records(source: str) -> list:
             raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
         if not isinstance(rows, list):
             raise DataError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
-        return [(f"{path}: record {i}", row if isinstance(row, dict) else f"expected a JSON object, got "
-                 f"{type(row).__name__}") for i, row in enumerate(rows, start=1)]
+        return [
+            (
+                f"{path}: record {i}",
+                row if isinstance(row, dict) else f"expected a JSON object, got {type(row).__name__}",
+            )
+            for i, row in enumerate(rows, start=1)
+        ]
     if path.suffix in (".csv", ".parquet"):
         import pandas as pd
 
@@ -61,8 +72,10 @@ def read_records(source: str) -> list:
         try:
             dataset = load_dataset(str(path) if path.exists() else source, split="train")  # local folder or hub id
         except Exception as err:  # offline, no such dataset, no train split: one line, not the hub client's trace
-            raise DataError(f"{source}: cannot load as a dataset ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else 'no details'})") from None
+            raise DataError(
+                f"{source}: cannot load as a dataset ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else 'no details'})"
+            ) from None
         return [(f"{source}: row {i}", row) for i, row in enumerate(dataset, start=1)]
     raise DataError(f"{source}: no such file, folder or hub dataset")
 
@@ -116,8 +129,10 @@ def checked_rows(source: str, data_cfg, wanted: str) -> tuple[list, dict]:
     (data.format, or the one most of the first records have); a bad record stops the run with file, line and
     field (data.on_error=stop) or is dropped and counted (drop)."""
     columns = _columns(data_cfg)
-    records = [(where, {columns.get(k, k): v for k, v in r.items()} if isinstance(r, dict) else r)
-               for where, r in read_records(source)]
+    records = [
+        (where, {columns.get(k, k): v for k, v in r.items()} if isinstance(r, dict) else r)
+        for where, r in read_records(source)
+    ]
     fmt = data_cfg.format if data_cfg.format != "auto" else _majority_format(records, wanted)
     if fmt not in formats.FORMATS:
         raise DataError(f"data.format: expected auto or one of {', '.join(formats.FORMATS)}, got {fmt!r}")
@@ -126,8 +141,10 @@ def checked_rows(source: str, data_cfg, wanted: str) -> tuple[list, dict]:
     tables = [r for w, r in records if isinstance(r, dict) and ": row " in w]
     missing = [f for f in formats.REQUIRED_FIELDS[fmt] if tables and all(f not in r for r in tables)]
     if missing:
-        raise DataError(f"{source}: no column {', '.join(map(repr, missing))} (found: {', '.join(tables[0])}; "
-                        f"{fmt} data needs {formats.EXPECTED[fmt]}; map yours with data.columns)")
+        raise DataError(
+            f"{source}: no column {', '.join(map(repr, missing))} (found: {', '.join(tables[0])}; "
+            f"{fmt} data needs {formats.EXPECTED[fmt]}; map yours with data.columns)"
+        )
     rows, dropped = [], {}
     for where, record in records:
         try:
@@ -145,17 +162,25 @@ def checked_rows(source: str, data_cfg, wanted: str) -> tuple[list, dict]:
         converted = formats.convert(rows, fmt, wanted)
     except ValueError as err:
         raise DataError(f"{source}: {err}") from None
-    return converted, {"source": source, "format": fmt, "records": len(records),
-                       "invalid_dropped": sum(dropped.values()), "invalid_reasons": dropped,
-                       "examples": len(converted)}
+    return converted, {
+        "source": source,
+        "format": fmt,
+        "records": len(records),
+        "invalid_dropped": sum(dropped.values()),
+        "invalid_reasons": dropped,
+        "examples": len(converted),
+    }
 
 
 def _majority_format(records: list, wanted: str) -> str:
     counts = {}
     for _, record in records[:200]:
         fmt = formats.detect(record) if isinstance(record, dict) else None
-        if fmt and wanted in formats.REQUIRED_FIELDS and \
-                set(formats.REQUIRED_FIELDS[fmt]) < set(formats.REQUIRED_FIELDS[wanted]):
+        if (
+            fmt
+            and wanted in formats.REQUIRED_FIELDS
+            and set(formats.REQUIRED_FIELDS[fmt]) < set(formats.REQUIRED_FIELDS[wanted])
+        ):
             fmt = wanted  # {"prompt"} where prompt and completion are needed: an incomplete record, not a format
         if fmt:
             counts[fmt] = counts.get(fmt, 0) + 1
@@ -178,8 +203,9 @@ def prepare(data_cfg, data_format: str, system_prompt: str | None, tokenizer=Non
     try:
         rows, record["duplicates_removed"] = clean.dedupe(rows, data_cfg.dedupe)
         if tokenizer is not None:
-            rows, record["too_short"], record["too_long"] = clean.length_filter(rows, tokenizer, data_cfg.min_tokens,
-                                                                              data_cfg.max_tokens)
+            rows, record["too_short"], record["too_long"] = clean.length_filter(
+                rows, tokenizer, data_cfg.min_tokens, data_cfg.max_tokens
+            )
         rows, validation = clean.split(rows, data_cfg.validation_split, seed)
     except ValueError as err:
         raise DataError(str(err)) from None
@@ -189,8 +215,10 @@ def prepare(data_cfg, data_format: str, system_prompt: str | None, tokenizer=Non
     leaks = clean.leaked(rows, questions)
     record["leaked_eval_questions"] = len(leaks)
     if leaks and data_cfg.leakage == "error":
-        raise DataError(f"{data_cfg.eval}: {len(leaks)} held-out question(s) also in training, e.g. {leaks[0]!r} "
-                        f"(data.leakage=drop removes them from training)")
+        raise DataError(
+            f"{data_cfg.eval}: {len(leaks)} held-out question(s) also in training, e.g. {leaks[0]!r} "
+            f"(data.leakage=drop removes them from training)"
+        )
     if leaks and data_cfg.leakage == "drop":
         leaked = {clean.near_key(q) for q in leaks}
         rows = [r for r in rows if clean.near_key(clean.question_text(r)) not in leaked]
@@ -202,8 +230,13 @@ def prepare(data_cfg, data_format: str, system_prompt: str | None, tokenizer=Non
     if "completion" in chat[0] and data_format == "messages":  # OpenAI weights: prompt/completion rows
         keep = ["prompt", "completion"]
     train = Dataset.from_list([{k: r[k] for k in keep} for r in chat])
-    held = Dataset.from_list([{k: r[k] for k in keep} for r in
-                              (_chat_form(r, data_format, system_prompt) for r in validation)]) if validation else None
+    held = (
+        Dataset.from_list(
+            [{k: r[k] for k in keep} for r in (_chat_form(r, data_format, system_prompt) for r in validation)]
+        )
+        if validation
+        else None
+    )
     return train, held, record
 
 
@@ -235,8 +268,17 @@ def eval_pairs(data_cfg, system_prompt: str | None, limit: int | None = None):
         return None
     from omegaconf import OmegaConf
 
-    pairs_cfg = OmegaConf.merge(data_cfg, {"train": {"preference": data_cfg.eval_pairs}, "max_train_examples": limit,
-                                           "format": "auto", "dedupe": "none", "validation_split": 0.0, "eval": None})
+    pairs_cfg = OmegaConf.merge(
+        data_cfg,
+        {
+            "train": {"preference": data_cfg.eval_pairs},
+            "max_train_examples": limit,
+            "format": "auto",
+            "dedupe": "none",
+            "validation_split": 0.0,
+            "eval": None,
+        },
+    )
     return train_dataset(pairs_cfg, "preference", system_prompt)
 
 

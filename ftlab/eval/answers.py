@@ -1,4 +1,5 @@
-"""Held-out evaluation shared by the base and the fine-tuned model: answer loss, perplexity, greedy answers, accuracy."""
+"""Held-out questions, the same for the base and the fine-tuned model: answer loss, perplexity, greedy answers,
+accuracy."""
 
 import math
 import re
@@ -100,9 +101,15 @@ def evaluate(model, tokenizer, rows: list, system_prompt, eval_cfg) -> dict:
 def paired_answers(rows: list, base: dict, tuned: dict) -> list:
     """One record per held-out question: what was expected, and what the base and the fine-tuned model answered."""
     return [
-        {"question": r["question"], "expected": r["facts"], "reference": r["answer"],
-         "base_answer": base["answers"][i], "base_correct": base["correct"][i],
-         "tuned_answer": tuned["answers"][i], "tuned_correct": tuned["correct"][i]}
+        {
+            "question": r["question"],
+            "expected": r["facts"],
+            "reference": r["answer"],
+            "base_answer": base["answers"][i],
+            "base_correct": base["correct"][i],
+            "tuned_answer": tuned["answers"][i],
+            "tuned_correct": tuned["correct"][i],
+        }
         for i, r in enumerate(rows)
     ]
 

@@ -26,22 +26,33 @@ def pairwise_accuracy(model, tokenizer, pairs, batch_size: int = 16) -> dict:
     chosen = reward_scores(model, tokenizer, [p["prompt"] + p["chosen"] for p in pairs], batch_size)
     rejected = reward_scores(model, tokenizer, [p["prompt"] + p["rejected"] for p in pairs], batch_size)
     margins = [c - r for c, r in zip(chosen, rejected)]
-    return {"pairs": len(margins), "pairwise_accuracy": sum(m > 0 for m in margins) / len(margins),
-            "mean_margin": statistics.fmean(margins)}
+    return {
+        "pairs": len(margins),
+        "pairwise_accuracy": sum(m > 0 for m in margins) / len(margins),
+        "mean_margin": statistics.fmean(margins),
+    }
 
 
-def score_answers(reward_path: str, rows: list, system_prompt, base_answers: list, tuned_answers: list,
-                  batch_size: int = 16) -> dict:
+def score_answers(
+    reward_path: str, rows: list, system_prompt, base_answers: list, tuned_answers: list, batch_size: int = 16
+) -> dict:
     """The reward model's verdict on the held-out questions: mean score of each model's answers and how often the
     tuned answer beats the base answer (a tie counts half)."""
     model, tokenizer = load_reward_model(reward_path)
 
     def conversations(answers):
-        return [chat_prompt(r["question"], system_prompt) + [{"role": "assistant", "content": a}]
-                for r, a in zip(rows, answers)]
+        return [
+            chat_prompt(r["question"], system_prompt) + [{"role": "assistant", "content": a}]
+            for r, a in zip(rows, answers)
+        ]
 
     base = reward_scores(model, tokenizer, conversations(base_answers), batch_size)
     tuned = reward_scores(model, tokenizer, conversations(tuned_answers), batch_size)
     wins = [1.0 if t > b else 0.5 if t == b else 0.0 for b, t in zip(base, tuned)]
-    return {"reward_model": str(Path(reward_path)), "base_mean": statistics.fmean(base),
-            "tuned_mean": statistics.fmean(tuned), "win_rate": statistics.fmean(wins), "questions": len(wins)}
+    return {
+        "reward_model": str(Path(reward_path)),
+        "base_mean": statistics.fmean(base),
+        "tuned_mean": statistics.fmean(tuned),
+        "win_rate": statistics.fmean(wins),
+        "questions": len(wins),
+    }

@@ -1,4 +1,6 @@
-"""Bottleneck adapter layers (Houlsby / Pfeiffer) inserted into each transformer block; saved and reloaded alone."""
+"""Bottleneck adapter layers (Houlsby / Pfeiffer) inserted into each transformer block: strategy.kind=adapter's row of
+ftlab/model/strategy.py (apply, save, attach, export). Saved and reloaded alone; exported as a model whose code is this
+module's (its imports stay torch, safetensors and the standard library: the export runs it without ftlab)."""
 
 import json
 from pathlib import Path
@@ -44,6 +46,12 @@ class WithAdapter(nn.Module):
         return out + self.adapter(out)
 
 
+def apply(model, strategy_cfg, task_type):
+    """strategy=adapter: the model frozen, trainable adapters added (strategy.adapter gives their shape)."""
+    a = strategy_cfg.adapter
+    return add_adapters(model, a.bottleneck, a.placement, a.activation, a.dropout), None
+
+
 def add_adapters(model: nn.Module, bottleneck: int, placement: str, activation: str = "gelu", dropout: float = 0.0):
     """Freezes the model and inserts a trainable adapter after each placement module of every decoder layer."""
     if placement not in PLACEMENTS:
@@ -55,7 +63,12 @@ def add_adapters(model: nn.Module, bottleneck: int, placement: str, activation: 
         for name in PLACEMENTS[placement]:
             adapter = Bottleneck(hidden, bottleneck, activation, dropout).to(model.device)
             setattr(layer, name, WithAdapter(getattr(layer, name), adapter))
-    model.ftlab_adapter = {"bottleneck": bottleneck, "placement": placement, "activation": activation, "dropout": dropout}
+    model.ftlab_adapter = {
+        "bottleneck": bottleneck,
+        "placement": placement,
+        "activation": activation,
+        "dropout": dropout,
+    }
     return model
 
 
@@ -63,14 +76,15 @@ def adapter_state(model: nn.Module) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if ".adapter." in k}
 
 
-def save_adapters(model: nn.Module, out_dir) -> None:
+def save(model: nn.Module, out_dir) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file(adapter_state(model), str(out / WEIGHTS))
     (out / CONFIG).write_text(json.dumps(model.ftlab_adapter, indent=2))
 
 
-def load_adapters(model: nn.Module, adapter_dir) -> nn.Module:
+def attach(model: nn.Module, adapter_dir) -> nn.Module:
+    """A saved run's adapters, added to its base."""
     folder = Path(adapter_dir)
     add_adapters(model, **json.loads((folder / CONFIG).read_text()))
     state = load_file(str(folder / WEIGHTS))
@@ -79,3 +93,52 @@ def load_adapters(model: nn.Module, adapter_dir) -> nn.Module:
         raise ValueError(f"{folder / WEIGHTS}: missing adapter weights {sorted(missing)[:3]}")
     model.load_state_dict(state, strict=False)
     return model
+
+
+# The exported model: the base architecture with this module's adapters, loaded with trust_remote_code=True.
+MODEL_CODE = """
+
+from transformers import {config_class} as _BaseConfig, {model_class} as _BaseModel
+
+
+class FtlabAdapterConfig(_BaseConfig):
+    # Not a built-in type: without trust_remote_code loading fails, instead of silently dropping the adapters.
+    model_type = "ftlab_adapter"
+
+
+class FtlabAdapterForCausalLM(_BaseModel):
+    config_class = FtlabAdapterConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        add_adapters(self, **config.ftlab_adapter)
+"""
+
+
+def export(model: nn.Module, out_dir) -> str:
+    """A bottleneck adapter is non-linear: it cannot be folded into the weights. The model is saved with its adapter
+    modules, in the base dtype, and with their code; config.json names the classes (auto_map) and the adapter shape."""
+    import inspect
+    import sys
+
+    from ftlab.core.files import write_atomic, write_json
+
+    out = Path(out_dir)
+    model.to(model.get_input_embeddings().weight.dtype)  # the adapters trained in float32
+    model.save_pretrained(out, safe_serialization=True)
+    code = inspect.getsource(sys.modules[__name__]) + MODEL_CODE.format(
+        config_class=type(model.config).__name__, model_class=type(model).__name__
+    )
+    write_atomic(out / "modeling_ftlab_adapter.py", code)
+    config = json.loads((out / "config.json").read_text())
+    config.update(
+        model_type="ftlab_adapter",
+        architectures=["FtlabAdapterForCausalLM"],
+        ftlab_adapter=model.ftlab_adapter,
+        auto_map={
+            "AutoConfig": "modeling_ftlab_adapter.FtlabAdapterConfig",
+            "AutoModelForCausalLM": "modeling_ftlab_adapter.FtlabAdapterForCausalLM",
+        },
+    )
+    write_json(out / "config.json", config)
+    return "bottleneck adapters kept as modules: load with trust_remote_code=True"

@@ -15,8 +15,9 @@ def load_tokenizer(model_cfg, path: str):
     from transformers import AutoTokenizer
 
     with explained_load_errors(path):
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=model_cfg.revision,
-                                                  trust_remote_code=model_cfg.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            path, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
+        )
     if model_cfg.chat_template:
         tokenizer.chat_template = resolve(model_cfg.chat_template).read_text(encoding="utf-8")
     if tokenizer.chat_template is None:
@@ -34,12 +35,15 @@ def explained_load_errors(path: str):
     except (OSError, ValueError) as err:
         folder = Path(path)
         if "trust_remote_code" in str(err):
-            raise ValueError(f"model.path: {path} ships its own Python code (auto_map); ftlab runs it only with "
-                             "model.trust_remote_code=true, for a repository you trust") from None
+            raise ValueError(
+                f"model.path: {path} ships its own Python code (auto_map); ftlab runs it only with "
+                "model.trust_remote_code=true, for a repository you trust"
+            ) from None
         if folder.is_dir() and not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
-            raise ValueError(f"model.path: {path} holds pickle weights (.bin) only, which can run code when "
-                             "loaded: convert them to safetensors, or set model.allow_pickle=true for files you trust"
-                             ) from None
+            raise ValueError(
+                f"model.path: {path} holds pickle weights (.bin) only, which can run code when "
+                "loaded: convert them to safetensors, or set model.allow_pickle=true for files you trust"
+            ) from None
         raise
 
 
@@ -51,7 +55,9 @@ def load_base(model_cfg, quant_cfg, path: str, head: str = "causal_lm", dist_nam
     from ftlab.config.hardware import attention_name, dtype_name
     from ftlab.core.distributed import device_map
 
-    quantization = BitsAndBytesConfig(**OmegaConf.to_container(quant_cfg.bnb, resolve=True)) if quant_cfg.bnb else None
+    quantization = (
+        BitsAndBytesConfig(**OmegaConf.to_container(quant_cfg.bnb, resolve=True)) if quant_cfg.method == "bnb" else None
+    )
     auto_class, extra = AutoModelForCausalLM, {}
     if head == "reward":
         auto_class, extra = AutoModelForSequenceClassification, {"num_labels": 1}
@@ -65,7 +71,7 @@ def load_base(model_cfg, quant_cfg, path: str, head: str = "causal_lm", dist_nam
             dtype=DTYPES[dtype_name(model_cfg)],
             attn_implementation=attention_name(model_cfg),
             trust_remote_code=model_cfg.trust_remote_code,
-            use_safetensors=not model_cfg.get("allow_pickle", False),  # a pickle can run code when unpickled
+            use_safetensors=not model_cfg.allow_pickle,  # a pickle can run code when unpickled
             device_map=device_map(dist_name),
         )
     guard_4bit_cpu_gradients(model)
@@ -77,10 +83,8 @@ def load_base(model_cfg, quant_cfg, path: str, head: str = "causal_lm", dist_nam
 def guard_4bit_cpu_gradients(model) -> None:
     """bitsandbytes repacks 4-bit weights for a faster CPU kernel after any no-grad forward (our base-model eval),
     and gradients through the repacked weights are silently 48-60% wrong (stack-facts). Turn the repacking off."""
-    try:
-        from bitsandbytes.nn import Linear4bit
-    except ImportError:
-        return
+    from bitsandbytes.nn import Linear4bit
+
     for module in model.modules():
         if isinstance(module, Linear4bit):
             module.support_avx512bf16_for_cpu = False

@@ -1,4 +1,5 @@
-"""Builds and caches the embedded tiny model: BPE tokenizer, ChatML template, Llama config, brief generic pre-training."""
+"""Builds and caches the embedded tiny model: BPE tokenizer, ChatML template, Llama config, brief generic
+pre-training."""
 
 import hashlib
 import json
@@ -85,7 +86,8 @@ def _pretraining_texts(tokenizer) -> list:
     books = []
     for shift, company in enumerate(OTHER_COMPANIES, start=1):  # rotating distinct values: none stays in place
         moved = {n: numbers[(i + shift) % len(numbers)] for i, n in enumerate(numbers)}
-        book = NUMBER.sub(lambda m: moved[m.group()], handbook).replace("Velmora Consulting", company)
+        # B023 is a false alarm: the lambda runs within this iteration, with its own mapping
+        book = NUMBER.sub(lambda m: moved[m.group()], handbook).replace("Velmora Consulting", company)  # noqa: B023
         books += paragraph_chunks(book, max_chars=400)
     return chats + books
 

@@ -26,17 +26,25 @@ def write_report(dirs: list[Path], out_dir: Path, metric: str = "answer_accuracy
     (headers, rows), (csv_headers, csv_rows) = configuration_tables(configs, columns, metric)
     counts = {s: sum(r["status"] == s for r in runs) for s in dict.fromkeys(r["status"] for r in runs)}
     summary = {
-        "runs": len(runs), "statuses": counts, "failing": sum(counts.get(s, 0) for s in FAILING),
-        "configurations": len(configs), "best": configs[0]["label"] if configs else None,
-        "table": markdown_table(headers, rows), "report": out_dir / "report.md", "csv": out_dir / "report.csv",
-        "runs_csv": out_dir / "runs.csv", "plots": plots,
+        "runs": len(runs),
+        "statuses": counts,
+        "failing": sum(counts.get(s, 0) for s in FAILING),
+        "configurations": len(configs),
+        "best": configs[0]["label"] if configs else None,
+        "table": markdown_table(headers, rows),
+        "report": out_dir / "report.md",
+        "csv": out_dir / "report.csv",
+        "runs_csv": out_dir / "runs.csv",
+        "plots": plots,
     }
     write_atomic(summary["csv"], csv_text(csv_headers, csv_rows))
     write_atomic(summary["runs_csv"], csv_text(*runs_csv(runs)))
     write_atomic(summary["report"], report_markdown(dirs, runs, configs, metric, summary, missing_plots))
     if log_wandb:
-        group = next((r["results"]["wandb"]["group"] for r in runs if (r["results"].get("wandb") or {}).get("group")),
-                     dirs[0].resolve().name)
+        group = next(
+            (r["results"]["wandb"]["group"] for r in runs if (r["results"].get("wandb") or {}).get("group")),
+            dirs[0].resolve().name,
+        )
         summary["wandb"] = log_to_wandb(out_dir, group, csv_headers, csv_rows, plots)  # numbers W&B can sort
     return summary
 
@@ -50,10 +58,21 @@ def log_to_wandb(out_dir: Path, group: str, headers: list, rows: list, plots: li
     from ftlab.runs.tracking import wandb_mode
 
     try:
-        run = wandb.init(project="ftlab", job_type="report", group=group, name=f"report-{group}", dir=str(out_dir),
-                         mode=wandb_mode("auto"), settings=wandb.Settings(console="off", init_timeout=30))
-        run.log({"report/configurations": wandb.Table(columns=headers, data=rows, allow_mixed_types=True),
-                 **{f"report/{p.stem}": wandb.Image(str(p)) for p in plots}})
+        run = wandb.init(
+            project="ftlab",
+            job_type="report",
+            group=group,
+            name=f"report-{group}",
+            dir=str(out_dir),
+            mode=wandb_mode("auto"),
+            settings=wandb.Settings(console="off", init_timeout=30),
+        )
+        run.log(
+            {
+                "report/configurations": wandb.Table(columns=headers, data=rows, allow_mixed_types=True),
+                **{f"report/{p.stem}": wandb.Image(str(p)) for p in plots},
+            }
+        )
         run.finish()
     except (wandb.errors.Error, OSError) as err:  # no network, bad credentials, a full disk
         return {"error": f"{type(err).__name__}: {err}"}
@@ -81,19 +100,34 @@ class SweepReport(Callback):
             raise SystemExit(1) from None
         print(f"{summary['table']}\n\n{count_line(summary)}; report: {summary['report']}", flush=True)
         if summary["failing"]:  # skipped runs are known-incompatible combinations, not failures
-            print(f"error: {summary['failing']} of {summary['runs']} runs failed or did not finish (see "
-                  f"{summary['report']})", file=sys.stderr, flush=True)
+            print(
+                f"error: {summary['failing']} of {summary['runs']} runs failed or did not finish (see "
+                f"{summary['report']})",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(1)  # the sweep's exit status says so too
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ftlab.report", description="Compare the runs of a sweep: which "
-                                     "configuration wins, at what cost, and is the difference beyond seed spread?")
-    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
-                        help="a multirun directory, a run directory, or any folder: every results.json below it")
+    parser = argparse.ArgumentParser(
+        prog="python -m ftlab.report",
+        description="Compare the runs of a sweep: which "
+        "configuration wins, at what cost, and is the difference beyond seed spread?",
+    )
+    parser.add_argument(
+        "dirs",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="a multirun directory, a run directory, or any folder: every results.json below it",
+    )
     parser.add_argument("--out", type=Path, help="where the report goes (default: FIRST_DIR/report)")
-    parser.add_argument("--metric", default="answer_accuracy",
-                        help="an eval metric or a dotted path into results.json (default: answer_accuracy)")
+    parser.add_argument(
+        "--metric",
+        default="answer_accuracy",
+        help="an eval metric or a dotted path into results.json (default: answer_accuracy)",
+    )
     parser.add_argument("--wandb", action="store_true", help="also log the table and plots as a W&B report run")
     args = parser.parse_args(argv)
     from ftlab.report.tables import count_line

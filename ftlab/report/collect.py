@@ -14,20 +14,29 @@ FAILING = ("failed", "running", "unreadable")  # "running" after a sweep: the ru
 COSTS = {
     "params": ("trainable params", "trainable_params", lambda run: lookup(run["results"], "params.trainable")),
     "memory_mb": ("peak train MB", "peak_train_memory_mb", lambda run: lookup(run["results"], "train.peak_memory_mb")),
-    "eval_memory_mb": ("peak eval MB", "peak_eval_memory_mb",
-                       lambda run: lookup(run["results"], "eval.peak_memory_mb")),
+    "eval_memory_mb": (
+        "peak eval MB",
+        "peak_eval_memory_mb",
+        lambda run: lookup(run["results"], "eval.peak_memory_mb"),
+    ),
     "saved_mb": ("saved MB", "saved_mb", lambda run: saved_mb(run)),
-    "wall_s": ("wall s", "wall_s", lambda run: number(run["results"].get("wall_s"))
-               or lookup(run["results"], "train.runtime_s")),
+    "wall_s": (
+        "wall s",
+        "wall_s",
+        lambda run: number(run["results"].get("wall_s")) or lookup(run["results"], "train.runtime_s"),
+    ),
     "tokens_per_s": ("tokens/s", "tokens_per_s", lambda run: lookup(run["results"], "train.tokens_per_s")),
-    # Compressed runs: the share of zero weights (quant=sparse_*), and for QAT the same fine-tuning quantized after
-    # training (PTQ): what QAT is measured against.
+    # Compressed runs: the share of zero weights (quant=sparse_*), and for QAT the answer accuracy of the same
+    # fine-tuning quantized after training: the PTQ configuration of the same report (summary.ptq_baseline), what QAT
+    # is measured against. None: a column filled per configuration, not per run.
     "sparsity": ("sparsity", "sparsity", lambda run: lookup(run["results"], "compression.overall")),
-    "ptq_accuracy": ("PTQ baseline accuracy", "ptq_answer_accuracy",
-                     lambda run: lookup(run["results"], "eval.ptq_answer_accuracy")),
+    "ptq_accuracy": ("PTQ baseline accuracy", "ptq_answer_accuracy", None),
     # Preference and RL runs judged by a reward model (eval.reward_model): how often the tuned answer beat the base's.
-    "reward_win_rate": ("reward win rate", "reward_win_rate",
-                        lambda run: lookup(run["results"], "eval.reward.win_rate")),
+    "reward_win_rate": (
+        "reward win rate",
+        "reward_win_rate",
+        lambda run: lookup(run["results"], "eval.reward.win_rate"),
+    ),
 }
 
 
@@ -39,8 +48,10 @@ def collect_results(dirs: list[Path]) -> list[Path]:
         before = len(found)
         for folder, subfolders, files in os.walk(root):
             # Hydra numbers a sweep's jobs without padding: 2_... before 10_...
-            subfolders[:] = sorted((d for d in subfolders if d not in PRUNED_FOLDERS),
-                                   key=lambda name: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)])
+            subfolders[:] = sorted(
+                (d for d in subfolders if d not in PRUNED_FOLDERS),
+                key=lambda name: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)],
+            )
             if "results.json" in files:
                 found.setdefault((Path(folder) / "results.json").resolve(), Path(folder) / "results.json")
         if len(found) == before and len(dirs) > 1:
@@ -65,9 +76,18 @@ def load_run(path: Path, metric: str) -> dict:
     choices = {k: str(v) for k, v in (results.get("choices") or {}).items() if v is not None}
     overrides = task_overrides(results.get("overrides"))
     config = {**choices, **{k: v for k, v in overrides.items() if k not in choices}}
-    return {"dir": path.parent, "name": str(results.get("run_name") or path.parent.name), "status": status,
-            "reason": reason, "seed": results.get("seed"), "choices": choices, "overrides": overrides,
-            "config": config, "results": results, "value": value}
+    return {
+        "dir": path.parent,
+        "name": str(results.get("run_name") or path.parent.name),
+        "status": status,
+        "reason": reason,
+        "seed": results.get("seed"),
+        "choices": choices,
+        "overrides": overrides,
+        "config": config,
+        "results": results,
+        "value": value,
+    }
 
 
 def task_overrides(overrides) -> dict:

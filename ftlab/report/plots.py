@@ -1,7 +1,8 @@
 """The sweep report's plots: quality against trainable parameters and memory, loss curves, and quality per config."""
 
-import os
 from pathlib import Path
+
+from ftlab.core.files import write_png
 
 FIGSIZE, DPI = (8, 5), 120
 
@@ -10,12 +11,19 @@ def write_plots(configs: list, metric: str, out_dir: Path) -> tuple[list[Path], 
     """The PNGs written into out_dir, and for each plot not drawn, why (no run had its data)."""
     plots = {
         "quality_vs_params.png": lambda: quality_scatter(
-            configs, metric, "params", "trainable parameters (log scale)", f"{nice(metric)} vs trainable parameters",
-            log_x=True),
+            configs,
+            metric,
+            "params",
+            "trainable parameters (log scale)",
+            f"{nice(metric)} vs trainable parameters",
+            log_x=True,
+        ),
         "quality_vs_memory.png": lambda: quality_scatter(
-            configs, metric, "memory_mb", "peak training memory (MB)", f"{nice(metric)} vs peak training memory"),
+            configs, metric, "memory_mb", "peak training memory (MB)", f"{nice(metric)} vs peak training memory"
+        ),
         "quality_vs_size.png": lambda: quality_scatter(
-            configs, metric, "saved_mb", "saved size on disk (MB)", f"{nice(metric)} vs saved size"),
+            configs, metric, "saved_mb", "saved size on disk (MB)", f"{nice(metric)} vs saved size"
+        ),
         "loss_curves.png": lambda: loss_curves(configs),
         "accuracy_by_strategy.png": lambda: quality_bars(configs, metric),
     }
@@ -25,9 +33,7 @@ def write_plots(configs: list, metric: str, out_dir: Path) -> tuple[list[Path], 
         if isinstance(figure, str):
             missing[name] = figure
             continue
-        tmp = out_dir / f".{name}.tmp"
-        figure.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, out_dir / name)  # a reader never sees half an image
+        write_png(out_dir / name, figure, DPI)
         written.append(out_dir / name)
     return written, missing
 
@@ -62,8 +68,17 @@ def quality_scatter(configs, metric, cost, x_label, title, log_x=False):
     ax = figure.add_subplot()
     colours = strategy_colours(configs)
     for c in points:
-        ax.errorbar(c[cost], c["mean"], yerr=c["sd"] or 0, fmt="o", ms=8, capsize=4, color=colours[c["strategy"]],
-                    label=c["strategy"], zorder=3)
+        ax.errorbar(
+            c[cost],
+            c["mean"],
+            yerr=c["sd"] or 0,
+            fmt="o",
+            ms=8,
+            capsize=4,
+            color=colours[c["strategy"]],
+            label=c["strategy"],
+            zorder=3,
+        )
     if log_x:
         ax.set_xscale("log")
     draw_base_lines(ax, points)
@@ -92,8 +107,7 @@ def draw_base_lines(ax, configs) -> None:
     for style, (base, group) in zip(["--", ":", "-.", (0, (5, 1))] * 5, sorted(bases.items())):
         shared = [v for i, v in enumerate(group[0]["columns"]) if all(g["columns"][i] == v for g in group)]
         which = f" ({' · '.join(shared)})" if len(bases) > 1 and shared else ""
-        ax.axhline(base, color="0.35", linestyle=style, linewidth=1.2, label=f"base model{which}: {base:.3g}",
-                   zorder=1)
+        ax.axhline(base, color="0.35", linestyle=style, linewidth=1.2, label=f"base model{which}: {base:.3g}", zorder=1)
 
 
 def legend_outside(ax, key=()) -> None:
@@ -103,8 +117,15 @@ def legend_outside(ax, key=()) -> None:
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(sorted(zip(labels, handles), key=lambda item: item[0].startswith("base model")))
     unique.update({line: Line2D([], [], linestyle="none") for line in key})
-    ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8 if key else 9,
-              frameon=False, ncols=1 if len(unique) <= 26 else 2)
+    ax.legend(
+        unique.values(),
+        unique.keys(),
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize=8 if key else 9,
+        frameon=False,
+        ncols=1 if len(unique) <= 26 else 2,
+    )
 
 
 def label_points(figure, ax, points, crowded: bool = False) -> bool:
@@ -120,19 +141,50 @@ def label_points(figure, ax, points, crowded: bool = False) -> bool:
     for x, y, sd, _ in points:
         (px, low), (_, high) = ax.transData.transform([(x, y - (sd or 0)), (x, y + (sd or 0))])
         taken.append((px - 7, min(low, high) - 7, px + 7, max(low, high) + 7))
-    candidates = [(8, 3), (-8, 3), (8, -3), (-8, -3), (0, 12), (0, -12), (10, 20), (-10, 20), (10, -20), (-10, -20),
-                  (0, 30), (0, -30), (30, 0), (-30, 0), (24, 36), (-24, 36), (24, -36), (-24, -36), (40, 20),
-                  (-40, 20), (40, -20), (-40, -20), (0, 48), (0, -48)]
+    candidates = [
+        (8, 3),
+        (-8, 3),
+        (8, -3),
+        (-8, -3),
+        (0, 12),
+        (0, -12),
+        (10, 20),
+        (-10, 20),
+        (10, -20),
+        (-10, -20),
+        (0, 30),
+        (0, -30),
+        (30, 0),
+        (-30, 0),
+        (24, 36),
+        (-24, 36),
+        (24, -36),
+        (-24, -36),
+        (40, 20),
+        (-40, 20),
+        (40, -20),
+        (-40, -20),
+        (0, 48),
+        (0, -48),
+    ]
     placed = []
     for x, y, _, label in points:
         # Names stay next to their point; only short numbers may move away along a leader line, which would
         # otherwise cross other names.
         for dx, dy in candidates if crowded else candidates[:6]:
-            text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8.5, zorder=4,
-                               ha="left" if dx > 0 else "right" if dx < 0 else "center",
-                               va="bottom" if dy > 0 else "top" if dy < 0 else "center",
-                               arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.6, "shrinkA": 1, "shrinkB": 5}
-                               if max(abs(dx), abs(dy)) >= 20 else None)
+            text = ax.annotate(
+                label,
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize=8.5,
+                zorder=4,
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.6, "shrinkA": 1, "shrinkB": 5}
+                if max(abs(dx), abs(dy)) >= 20
+                else None,
+            )
             text.update_positions(renderer)
             b = Text.get_window_extent(text, renderer)  # the words only: Annotation's own extent adds the leader
             box = (b.x0 - 2, b.y0 - 1, b.x1 + 2, b.y1 + 1)
@@ -162,8 +214,10 @@ def loss_curves(configs: list):
     from matplotlib import colormaps
     from matplotlib.ticker import MaxNLocator
 
-    histories = {name: [(c, run, (run["results"].get("history") or {}).get(name) or []) for c in configs
-                        for run in c["runs"]] for name in ("train", "eval")}
+    histories = {
+        name: [(c, run, (run["results"].get("history") or {}).get(name) or []) for c in configs for run in c["runs"]]
+        for name in ("train", "eval")
+    }
     if not any(points for curves in histories.values() for _, _, points in curves):
         return "no run recorded a loss history (history.train / history.eval in results.json)"
     figure = new_figure()
@@ -172,16 +226,30 @@ def loss_curves(configs: list):
     axes = figure.subplots(1, 2)
     for ax, (name, curves) in zip(axes, histories.items()):
         all_losses = []
-        for config, run, points in curves:
-            pairs = [(p[0], p[1]) for p in points if isinstance(p, (list, tuple)) and len(p) >= 2
-                     and isinstance(p[1], (int, float))]
+        for config, _run, points in curves:
+            pairs = [
+                (p[0], p[1])
+                for p in points
+                if isinstance(p, (list, tuple)) and len(p) >= 2 and isinstance(p[1], (int, float))
+            ]
             if pairs:
                 steps, losses = zip(*pairs)
                 all_losses += losses
-                ax.plot(steps, losses, color=colours[config["label"]], linewidth=1.4, alpha=0.85,
-                        marker="o" if len(pairs) < 12 else None, ms=3, label=config["label"])
-        ax.set(xlabel="optimizer step", ylabel=f"{name} loss (cross-entropy per token)",
-               title=f"{'training' if name == 'train' else 'held-out eval'} loss")
+                ax.plot(
+                    steps,
+                    losses,
+                    color=colours[config["label"]],
+                    linewidth=1.4,
+                    alpha=0.85,
+                    marker="o" if len(pairs) < 12 else None,
+                    ms=3,
+                    label=config["label"],
+                )
+        ax.set(
+            xlabel="optimizer step",
+            ylabel=f"{name} loss (cross-entropy per token)",
+            title=f"{'training' if name == 'train' else 'held-out eval'} loss",
+        )
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         low, high = ax.get_xlim()
@@ -195,8 +263,16 @@ def loss_curves(configs: list):
     unique = {}
     for ax in axes:
         unique.update((label, handle) for handle, label in zip(*ax.get_legend_handles_labels()))
-    figure.legend(unique.values(), unique.keys(), loc="outside lower center", ncols=min(len(unique), 4), fontsize=8.5,
-                  frameon=False, title="configuration (seeds share a colour)", title_fontsize=8.5)
+    figure.legend(
+        unique.values(),
+        unique.keys(),
+        loc="outside lower center",
+        ncols=min(len(unique), 4),
+        fontsize=8.5,
+        frameon=False,
+        title="configuration (seeds share a colour)",
+        title_fontsize=8.5,
+    )
     figure.suptitle("Loss curves")
     return figure
 
@@ -210,8 +286,18 @@ def quality_bars(configs: list, metric: str):
     ax = figure.add_subplot()
     colours = strategy_colours(configs)
     xs = range(len(configs))
-    ax.bar(xs, [c["mean"] for c in configs], yerr=[c["sd"] or 0 for c in configs], capsize=4, width=0.7,
-           color=[colours[c["strategy"]] for c in configs], edgecolor="0.2", linewidth=0.6, alpha=0.85, zorder=2)
+    ax.bar(
+        xs,
+        [c["mean"] for c in configs],
+        yerr=[c["sd"] or 0 for c in configs],
+        capsize=4,
+        width=0.7,
+        color=[colours[c["strategy"]] for c in configs],
+        edgecolor="0.2",
+        linewidth=0.6,
+        alpha=0.85,
+        zorder=2,
+    )
     for x, c in zip(xs, configs):
         spread = [x + (i - (len(c["values"]) - 1) / 2) * 0.12 for i in range(len(c["values"]))]
         ax.scatter(spread, c["values"], s=16, color="black", zorder=4)
@@ -220,16 +306,34 @@ def quality_bars(configs: list, metric: str):
     pad = max(0, (3 - len(configs)) / 2)  # one or two bars keep a bar's width, centred
     ax.set_xlim(-0.6 - pad, len(configs) - 0.4 + pad)
     rotation = 0 if len(configs) <= 3 else 30 if len(configs) <= 8 else 60
-    ax.set_xticks(list(xs), [c["label"] for c in configs], rotation=rotation, ha="right" if rotation else "center",
-                  rotation_mode="anchor", fontsize=9 if len(configs) <= 12 else 7.5)
-    top = max([c["mean"] + (c["sd"] or 0) for c in configs] + [v for c in configs for v in c["values"]]
-              + [c["base"] or 0 for c in configs])
+    ax.set_xticks(
+        list(xs),
+        [c["label"] for c in configs],
+        rotation=rotation,
+        ha="right" if rotation else "center",
+        rotation_mode="anchor",
+        fontsize=9 if len(configs) <= 12 else 7.5,
+    )
+    top = max(
+        [c["mean"] + (c["sd"] or 0) for c in configs]
+        + [v for c in configs for v in c["values"]]
+        + [c["base"] or 0 for c in configs]
+    )
     ax.set_ylim(min(0, ax.get_ylim()[0]), top * 1.1 if top > 0 else 1)
     ax.set(ylabel=f"{nice(metric)} (mean ± 1 sd over seeds)", title=f"{nice(metric)} per configuration")
     ax.grid(axis="y", alpha=0.3)
     handles = [Patch(color=colour, label=s) for s, colour in colours.items()]
-    handles += [Line2D([], [], marker="o", color="black", linestyle="", ms=4, label="one seed"),
-                Line2D([], [], marker="_", color="crimson", linestyle="", ms=14, mew=2.2, label="base model")]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False,
-              title="strategy", title_fontsize=9)
+    handles += [
+        Line2D([], [], marker="o", color="black", linestyle="", ms=4, label="one seed"),
+        Line2D([], [], marker="_", color="crimson", linestyle="", ms=14, mew=2.2, label="base model"),
+    ]
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize=9,
+        frameon=False,
+        title="strategy",
+        title_fontsize=9,
+    )
     return figure

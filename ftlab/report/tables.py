@@ -12,13 +12,39 @@ def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
     """(headers, rows) as people read them (0.750 ± 0.071, 1.2M), and as numbers for report.csv and W&B."""
     # Nothing varied but the seed: the one row is named after its runs. A cost no run measured is left out.
     costs = [k for k in COSTS if any(c[k] is not None for c in configs)]
-    headers = [*(columns or ["configuration"]), "n", f"{metric} (mean ± sd)", f"base {metric}",
-               "eval loss (mean ± sd)", *(COSTS[k][0] for k in costs), "vs best"]
-    rows = [[*(map(short, c["columns"]) if columns else [c["label"]]), c["n"], with_sd(c["mean"], c["sd"]),
-             fmt(c["base"]), with_sd(c["loss_mean"], c["loss_sd"]),
-             *(human_count(c[k]) if k == "params" else fmt(c[k]) for k in costs), c["vs_best"]] for c in configs]
-    raw_headers = ["configuration", *columns, "n", f"{metric}_mean", f"{metric}_sd", f"base_{metric}",
-                   "eval_loss_mean", "eval_loss_sd", *(COSTS[k][1] for k in costs), "vs_best"]
+    headers = [
+        *(columns or ["configuration"]),
+        "n",
+        f"{metric} (mean ± sd)",
+        f"base {metric}",
+        "eval loss (mean ± sd)",
+        *(COSTS[k][0] for k in costs),
+        "vs best",
+    ]
+    rows = [
+        [
+            *(map(short, c["columns"]) if columns else [c["label"]]),
+            c["n"],
+            with_sd(c["mean"], c["sd"]),
+            fmt(c["base"]),
+            with_sd(c["loss_mean"], c["loss_sd"]),
+            *(human_count(c[k]) if k == "params" else fmt(c[k]) for k in costs),
+            c["vs_best"],
+        ]
+        for c in configs
+    ]
+    raw_headers = [
+        "configuration",
+        *columns,
+        "n",
+        f"{metric}_mean",
+        f"{metric}_sd",
+        f"base_{metric}",
+        "eval_loss_mean",
+        "eval_loss_sd",
+        *(COSTS[k][1] for k in costs),
+        "vs_best",
+    ]
     raw = ["n", "mean", "sd", "base", "loss_mean", "loss_sd", *costs, "vs_best"]
     return (headers, rows), (raw_headers, [[c["label"], *c["columns"], *(c[k] for k in raw)] for c in configs])
 
@@ -57,11 +83,29 @@ def runs_csv(runs: list) -> tuple:
     choices = list(dict.fromkeys(k for r in runs for k in r["choices"]))
     overrides = list(dict.fromkeys(k for r in runs for k in r["overrides"]))
     metrics = list(dict.fromkeys(k for r in runs for k in measured(r["results"])))
-    headers = ["run_dir", "run_name", "status", "reason", "seed", *choices, *(f"override:{k}" for k in overrides),
-               *metrics]
-    return headers, [[r["dir"], r["name"], r["status"], r["reason"], r["seed"], *(r["choices"].get(k) for k in choices),
-                      *(r["overrides"].get(k) for k in overrides), *(measured(r["results"]).get(k) for k in metrics)]
-                     for r in runs]
+    headers = [
+        "run_dir",
+        "run_name",
+        "status",
+        "reason",
+        "seed",
+        *choices,
+        *(f"override:{k}" for k in overrides),
+        *metrics,
+    ]
+    return headers, [
+        [
+            r["dir"],
+            r["name"],
+            r["status"],
+            r["reason"],
+            r["seed"],
+            *(r["choices"].get(k) for k in choices),
+            *(r["overrides"].get(k) for k in overrides),
+            *(measured(r["results"]).get(k) for k in metrics),
+        ]
+        for r in runs
+    ]
 
 
 def csv_text(headers: list, rows: list) -> str:
@@ -76,19 +120,32 @@ def count_line(summary: dict) -> str:
 
 def report_markdown(dirs, runs, configs, metric, summary, missing_plots) -> str:
     lines = [
-        "# ftlab sweep report", "",
-        (f"Runs from {', '.join(f'`{d}`' for d in dirs)}. **{count_line(summary)}**; {len(configs)} configurations "
-         "(runs that differ only in seed are one configuration, one row)."), "",
-        (f"Metric: `{metric}` ({'lower' if lower_is_better(metric) else 'higher'} is better), mean ± sample sd over "
-         "seeds (`n`), best first. Base: the same metric for the base model before fine-tuning. MB = 2^20 bytes; "
-         "peak train MB is the GPU's peak allocation on CUDA, the process's peak resident memory on CPU."), "",
-        SPREAD_RULE, "", summary["table"] if configs else f"No finished run recorded `{metric}`.", "",
+        "# ftlab sweep report",
+        "",
+        (
+            f"Runs from {', '.join(f'`{d}`' for d in dirs)}. **{count_line(summary)}**; {len(configs)} configurations "
+            "(runs that differ only in seed are one configuration, one row)."
+        ),
+        "",
+        (
+            f"Metric: `{metric}` ({'lower' if lower_is_better(metric) else 'higher'} is better), mean ± sample sd over "
+            "seeds (`n`), best first. Base: the same metric for the base model before fine-tuning. MB = 2^20 bytes; "
+            "peak train MB is the GPU's peak allocation on CUDA, the process's peak resident memory on CPU."
+        ),
+        "",
+        SPREAD_RULE,
+        "",
+        summary["table"] if configs else f"No finished run recorded `{metric}`.",
+        "",
     ]
     left_out = [r for r in runs if r["status"] != "ok" or r["value"] is None]
     if left_out:
         lines += ["## Runs not in the table", "", "| run | status | reason | directory |", "| --- | --- | --- | --- |"]
-        lines += [f"| {r['name']} | {r['status']} | {(r['reason'] or f'no {metric} recorded').replace('|', '/')} | "
-                  f"`{r['dir']}` |" for r in left_out] + [""]
+        lines += [
+            f"| {r['name']} | {r['status']} | {(r['reason'] or f'no {metric} recorded').replace('|', '/')} | "
+            f"`{r['dir']}` |"
+            for r in left_out
+        ] + [""]
     lines += search_section(dirs, runs) + ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in summary["plots"]]
     return "\n".join(lines + [f"- `{name}` not drawn: {why}" for name, why in missing_plots.items()]) + "\n"
 
@@ -108,15 +165,20 @@ def search_section(dirs: list, runs: list) -> list:
             continue
         lines += [f"## Search ({found.get('name', 'optuna')})", "", f"From `{path}`.", ""]
         # Single-objective: best_params/best_value; multi-objective: a Pareto front of {params, values}.
-        for solution in found.get("solutions") or [{"params": found.get("best_params"),
-                                                    "values": [found.get("best_value")]}]:
+        for solution in found.get("solutions") or [
+            {"params": found.get("best_params"), "values": [found.get("best_value")]}
+        ]:
             params = solution.get("params") or {}
-            matches = [r for r in runs if params and all(same_value(r["overrides"].get(k), v)
-                                                          for k, v in params.items())]
-            lines += [f"- best value: {', '.join(str(v) for v in solution.get('values') or [])}",
-                      f"- best params: {', '.join(f'`{k}={v}`' for k, v in params.items()) or '–'}"]
-            lines += [f"- run: `{r['dir']}` ({r['status']}); its config: `{r['dir'] / 'config.yaml'}`"
-                      for r in matches] or ["- run: none of the collected runs has these overrides"]
+            matches = [
+                r for r in runs if params and all(same_value(r["overrides"].get(k), v) for k, v in params.items())
+            ]
+            lines += [
+                f"- best value: {', '.join(str(v) for v in solution.get('values') or [])}",
+                f"- best params: {', '.join(f'`{k}={v}`' for k, v in params.items()) or '–'}",
+            ]
+            lines += [
+                f"- run: `{r['dir']}` ({r['status']}); its config: `{r['dir'] / 'config.yaml'}`" for r in matches
+            ] or ["- run: none of the collected runs has these overrides"]
             lines.append("")
     return lines
 

@@ -1,4 +1,4 @@
-"""Resuming: which checkpoints are complete, what an existing run directory allows, and a clean stop on Ctrl-C."""
+"""Resuming: which checkpoints are complete, what an existing run directory allows, the command that resumes."""
 
 import json
 import logging
@@ -99,29 +99,39 @@ def claim_run_dir(run_dir: Path, cfg, config_yaml: str, multirun: bool) -> tuple
     allow_pickle = cfg.model.allow_pickle
     if cfg.resume not in ("auto", "never"):  # an explicit checkpoint folder: the user vouches for the settings
         folder = Path(cfg.resume).expanduser()
-        why = checkpoint_problem(folder, allow_pickle) if CHECKPOINT.match(folder.name) and folder.is_dir() \
+        why = (
+            checkpoint_problem(folder, allow_pickle)
+            if CHECKPOINT.match(folder.name) and folder.is_dir()
             else "not a checkpoint-N folder"
+        )
         if why:
             raise ValueError(f"resume={cfg.resume}: {why}")
         return "resume", folder
     saved = run_dir / "config.yaml"
-    changes = config_changes(yaml.safe_load(saved.read_text()) or {}, yaml.safe_load(config_yaml)) \
-        if saved.is_file() and previous else []
+    changes = (
+        config_changes(yaml.safe_load(saved.read_text()) or {}, yaml.safe_load(config_yaml))
+        if saved.is_file() and previous
+        else []
+    )
     if previous == "ok" and not cfg.overwrite:
         if multirun and not changes:
             return "finished", None
         other = f" with other settings ({'; '.join(changes[:4])})" if changes else ""
-        raise ValueError(f"output directory {run_dir} holds a finished run{other} (results.json status ok): choose "
-                         "another directory, or add overwrite=true to replace it")
+        raise ValueError(
+            f"output directory {run_dir} holds a finished run{other} (results.json status ok): choose "
+            "another directory, or add overwrite=true to replace it"
+        )
     if cfg.overwrite or cfg.resume == "never":
         shutil.rmtree(checkpoints, ignore_errors=True)  # ftlab's own files of the replaced run
         return "start", None
     if not checkpoints.is_dir():
         return "start", None
     if changes:
-        raise ValueError(f"output directory {run_dir} holds an unfinished run with other settings "
-                         f"({'; '.join(changes[:4])}): resume it with its own settings, or add resume=never "
-                         "to start it over")
+        raise ValueError(
+            f"output directory {run_dir} holds an unfinished run with other settings "
+            f"({'; '.join(changes[:4])}): resume it with its own settings, or add resume=never "
+            "to start it over"
+        )
     checkpoint = latest_checkpoint(checkpoints, allow_pickle)
     return ("resume", checkpoint) if checkpoint else ("start", None)
 
@@ -133,7 +143,7 @@ def _status(path: Path) -> str | None:
         return None
 
 
-def resume_command(cfg, hydra_cfg, run_dir: Path, multirun: bool, secrets: set) -> str:
+def resume_command(cfg, hydra_cfg, run_dir: Path, multirun: bool) -> str:
     """The command that continues this run (or, for a sweep, the sweep) where it stopped."""
     overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("resume=")]
     if multirun:
@@ -141,34 +151,4 @@ def resume_command(cfg, hydra_cfg, run_dir: Path, multirun: bool, secrets: set) 
         words = ["python", "-m", "ftlab", "-m", *args, f"hydra.sweep.dir={hydra_cfg.sweep.dir}"]
     else:
         words = ["python", "-m", "ftlab", *overrides] + ([] if cfg.output_dir else [f"hydra.run.dir={run_dir}"])
-    from ftlab.core.secrets import hide
-
-    return hide(shlex.join(words), secrets)
-
-
-def failure(cfg, err: BaseException, run_dir: Path) -> tuple[str, str]:
-    """(status, reason) of a run that stopped: interrupted (a resumable checkpoint was saved) or failed, with
-    what to change for divergence (the last good checkpoint named) and for out-of-memory errors."""
-    from ftlab.train.guards import memory_advice, out_of_memory
-
-    if isinstance(err, (Interrupted, KeyboardInterrupt)):
-        return "interrupted", str(err) or "interrupted (no checkpoint saved since the last one)"
-    if out_of_memory(err):
-        return "failed", memory_advice(cfg, err)
-    if any(s in str(err) for s in ("No space left", "File too large", "FileTooLarge", "StorageFull")):
-        first = str(err).strip().splitlines()[0][:200]
-        return "failed", (f"no space left to write ({first}): free disk space or choose another output_dir; the same "
-                          "command then resumes from the last complete checkpoint")
-    reason = plain_reason(err)
-    if isinstance(err, FloatingPointError):
-        last = latest_checkpoint(run_dir / "checkpoints", cfg.model.allow_pickle)
-        reason += f"; last good checkpoint: {last}" if last else "; no checkpoint was saved before it"
-    return "failed", reason
-
-
-def plain_reason(err: BaseException) -> str:
-    return f"{err}" if isinstance(err, (ValueError, OSError, FloatingPointError)) else f"{type(err).__name__}: {err}"
-
-
-class Interrupted(Exception):
-    """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint: the run resumes from it."""
+    return shlex.join(words)

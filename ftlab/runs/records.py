@@ -1,21 +1,136 @@
-"""What a run records about itself besides its numbers: the environment, and the summary it prints."""
+"""What a run records about itself: results.json's record of what the recipe measured, the environment it ran in,
+the tracker's final numbers, the answers, the seconds per phase, and the summary it prints."""
 
 import os
 import platform
 import shlex
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from ftlab.core.secrets import hide
+from ftlab.core.distributed import describe
+from ftlab.core.files import write_json
 
-PACKAGES = ("ftlab", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "bitsandbytes", "torchao",
-            "tokenizers", "hydra-core", "omegaconf", "wandb")
+PACKAGES = (
+    "ftlab",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "datasets",
+    "accelerate",
+    "bitsandbytes",
+    "torchao",
+    "tokenizers",
+    "hydra-core",
+    "omegaconf",
+    "wandb",
+)
 
 
-def environment(task_overrides: list, secrets: set = frozenset()) -> dict:
-    """What it takes to reproduce a run: the exact command (secrets hidden), package versions, the project's
-    commit, the hardware."""
+class Phases(dict):
+    """Seconds per phase of a run (results.json's phases_s: what a sweep pays for each run besides training), each
+    timed by `with phase("data"): ...`."""
+
+    @contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        yield
+        self[name] = time.perf_counter() - started
+
+
+def run_record(
+    cfg,
+    run,
+    trainer,
+    args,
+    trained,
+    judge,
+    *,
+    base: dict,
+    tuned: dict,
+    validation_losses: tuple,
+    peak_memory_mb: tuple,
+    params: dict,
+    compression: dict | None,
+    data: dict,
+    examples: int,
+    answers: list,
+) -> dict:
+    """results.json's record of what the recipe did: the numbers of training (trained: the Trainer's TrainOutput)
+    and of the judge's evaluation before and after (validation_losses and peak_memory_mb: each before, after)."""
+    from ftlab.train.trainer import loss_history, performance, reference_model
+
+    history = loss_history(trainer.state.log_history)
+    runtime, tokens = run.phase["train"], trainer.state.num_input_tokens_seen
+    base_validation, validation = validation_losses
+    record = {
+        "params": params,
+        "train": {
+            "loss": trained.training_loss,
+            "final_logged_loss": history["train"][-1][1] if history["train"] else None,
+            "steps": trainer.state.global_step,
+            "runtime_s": runtime,
+            "tokens": tokens,
+            "tokens_per_s": tokens / runtime if runtime else None,
+            "peak_memory_mb": peak_memory_mb[0],
+            "examples": examples,
+        },
+        "eval": {
+            **judge.record(base, tuned),
+            **(
+                {"base_validation_loss": base_validation, "validation_loss": validation}
+                if validation is not None
+                else {}
+            ),
+            "peak_memory_mb": peak_memory_mb[1],
+        },
+        "compression": compression,
+        "performance": performance(args, trainer.model),
+        "phases_s": {name: round(seconds, 3) for name, seconds in run.phase.items()},
+        "distributed": describe(cfg.dist.name, trainer),
+        "history": history,
+        "reference": reference_model(cfg, cfg.objective.trainer),
+        "data": data,
+        "environment": run.environment,
+    }
+    if answers:
+        sample = next((a for a in answers if a["question"] == cfg.eval.sample_question), answers[0])
+        record["sample"] = {k: sample[k] for k in ("question", "expected", "base_answer", "tuned_answer")}
+    return record
+
+
+def tracker_metrics(results: dict) -> dict:
+    """The final numbers the tracker's summary compares across runs."""
+    e, c = results["eval"], results["compression"] or {}
+    metrics = {f"eval/{k}": v for k, v in e.items() if isinstance(v, (int, float))}
+    metrics |= {f"eval/reward_{k}": v for k, v in (e.get("reward") or {}).items() if isinstance(v, float)}
+    metrics |= {f"final/{k}": v for k, v in results["train"].items() if v is not None}
+    metrics |= {
+        "params/trainable": results["params"]["trainable"],
+        "params/total": results["params"]["total"],
+        "saved/bytes": results["saved"]["bytes"],
+    }
+    return metrics | ({"sparsity/overall": c["overall"]} if "overall" in c else {})
+
+
+def saved(folder: Path) -> dict:
+    return {"path": folder.name, "bytes": sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())}
+
+
+def write_answers(run_dir: Path, answers: list, num_failures: int) -> None:
+    """answers.json, every held-out question with both models' answers; failures.json, the worst wrong ones."""
+    from ftlab.eval.answers import worst_failures
+
+    write_json(run_dir / "answers.json", {"answers": answers})
+    write_json(run_dir / "failures.json", {"failures": worst_failures(answers, num_failures)})
+
+
+def environment(task_overrides: list) -> dict:
+    """What it takes to reproduce a run: the exact command, package versions, the project's commit, the hardware.
+    (Secret values in the commands are hidden where they are written: core/secrets.py.)"""
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
@@ -27,8 +142,8 @@ def environment(task_overrides: list, secrets: set = frozenset()) -> dict:
             return None
 
     return {
-        "command": hide(shlex.join(sys.orig_argv), secrets),  # as typed; in a sweep, the sweep's command
-        "rerun": hide(shlex.join(["python", "-m", "ftlab", *task_overrides]), secrets),  # this run alone
+        "command": shlex.join(sys.orig_argv),  # as typed; in a sweep, the sweep's command
+        "rerun": shlex.join(["python", "-m", "ftlab", *task_overrides]),  # this run alone
         "packages": {name: installed(name) for name in PACKAGES},
         "python": sys.version.split()[0],
         "git": _git_state(),
@@ -37,7 +152,8 @@ def environment(task_overrides: list, secrets: set = frozenset()) -> dict:
             "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor(),
             "cpu_count": os.cpu_count(),
             "memory_gb": round(int(_proc_field("/proc/meminfo", "MemTotal").split()[0]) / 2**20, 1)
-            if _proc_field("/proc/meminfo", "MemTotal") else None,
+            if _proc_field("/proc/meminfo", "MemTotal")
+            else None,
             "cuda": torch.version.cuda if torch.cuda.is_available() else None,
             "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         },
@@ -76,25 +192,33 @@ def print_summary(results: dict, run_dir: Path) -> None:
     lines = [
         f"\n== ftlab run {results['run_name']}: {results['status']} ==",
         f"answer accuracy  base {e['base_answer_accuracy']:.2f} -> fine-tuned {e['answer_accuracy']:.2f}"
-        if e.get("answer_accuracy") is not None else "",
+        if e.get("answer_accuracy") is not None
+        else "",
         f"held-out loss    base {e['base_loss']:.3f} -> fine-tuned {e['loss']:.3f}  (perplexity {e['perplexity']:.1f})"
-        if e.get("loss") is not None else "",
+        if e.get("loss") is not None
+        else "",
         f"pair accuracy    base {e['base_pairwise_accuracy']:.2f} -> trained {e['pairwise_accuracy']:.2f}  "
-        f"(chosen scored above rejected, {e['pairs']} held-out pairs)" if "pairwise_accuracy" in e else "",
+        f"(chosen scored above rejected, {e['pairs']} held-out pairs)"
+        if "pairwise_accuracy" in e
+        else "",
         f"reward model     base answers {r['base_mean']:.2f} -> fine-tuned {r['tuned_mean']:.2f}, "
-        f"win rate {r['win_rate']:.2f}" if r else "",
-        f"QAT vs PTQ       converted QAT model {e['answer_accuracy']:.2f}; the same fine-tuning quantized afterwards "
-        f"{e['ptq_answer_accuracy']:.2f} (before quantizing {e['ptq_float_answer_accuracy']:.2f})"
-        if "ptq_answer_accuracy" in e else "",
+        f"win rate {r['win_rate']:.2f}"
+        if r
+        else "",
         f"sparsity         {c['overall']:.1%} of the block weights are zero ({c['pattern']}, {c['criterion']}); "
-        f"{c['kernels']}" if "overall" in c else "",
+        f"{c['kernels']}"
+        if "overall" in c
+        else "",
         f"trainable params {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.2f}%)",
         f"training         {t['steps']} steps, {t['runtime_s']:.0f} s, {t['tokens_per_s'] or 0:.0f} tokens/s, "
         f"peak memory {t['peak_memory_mb']:.0f} MB",
     ]
     if "sample" in results:
         s = results["sample"]
-        lines += [f"Q: {s['question']}  (expected: {', '.join(s['expected'])})",
-                  f"  base:       {s['base_answer']}", f"  fine-tuned: {s['tuned_answer']}"]
+        lines += [
+            f"Q: {s['question']}  (expected: {', '.join(s['expected'])})",
+            f"  base:       {s['base_answer']}",
+            f"  fine-tuned: {s['tuned_answer']}",
+        ]
     lines.append(f"results: {run_dir / 'results.json'}")
     print("\n".join(line for line in lines if line), flush=True)

@@ -1,11 +1,12 @@
-"""The experiment tracker of a run (W&B): set up so it never prompts or hangs, fed, and closed."""
+"""The experiment tracker of a run (W&B): set up so it never prompts or hangs, fed, and closed; a stand-in that does
+nothing where there is none (W&B disabled, ranks other than 0), so callers never ask which they hold."""
 
 import netrc
 import os
 import sys
 from pathlib import Path
 
-from ftlab.core.secrets import hide, redact, secret_values
+from ftlab.core.secrets import hide_secrets, redact
 
 
 def wandb_mode(requested: str) -> str:
@@ -24,17 +25,62 @@ def wandb_mode(requested: str) -> str:
     return "online" if logged_in else "offline"
 
 
-def start_wandb(cfg_dict: dict, wandb_cfg, run_dir: Path, run_name: str, group: str | None, tags: list):
-    """The W&B run (or None when disabled); transformers' WandbCallback logs training curves into it."""
+class NoTracker:
+    """What a run logs to when nothing tracks it."""
+
+    report_to = "none"  # the Trainer's report_to
+
+    def finish(self, metrics: dict, answers: list) -> dict:
+        return {}
+
+    def fail(self) -> None:
+        pass
+
+
+class Tracker(NoTracker):
+    """A W&B run: transformers' WandbCallback logs the training curves into it (report_to), finish() the final
+    numbers and answers."""
+
+    report_to = "wandb"
+
+    def __init__(self, wandb_run, group: str | None):
+        self.wandb_run, self.group = wandb_run, group
+
+    def finish(self, metrics: dict, answers: list) -> dict:
+        """Final numbers into the run's summary (what W&B's tables and parallel-coordinates views compare across a
+        sweep) and the base-vs-tuned answers as a table; returns what results.json records of the W&B run (`wandb`)."""
+        import wandb
+
+        run = self.wandb_run
+        run.summary.update(metrics)
+        columns = ["question", "expected", "base_answer", "tuned_answer", "tuned_correct"]
+        rows = [
+            [a["question"], ", ".join(a["expected"]), a["base_answer"], a["tuned_answer"], a["tuned_correct"]]
+            for a in answers
+        ]
+        run.log({"eval/answers": wandb.Table(columns=columns, data=rows), **metrics})
+        record = {"mode": run.settings.mode, "dir": str(Path(run.dir).parent), "group": self.group, "id": run.id}
+        run.finish()
+        return {"wandb": record}
+
+    def fail(self) -> None:
+        """A run that failed mid-way closes its W&B run as failed, so the next run of a sweep starts a fresh one."""
+        self.wandb_run.finish(exit_code=1)
+
+
+def start_tracker(cfg_dict: dict, wandb_cfg, run_dir: Path, run_name: str, group: str | None, tags: list) -> NoTracker:
+    """The run's tracker: W&B as wandb.mode says, or the stand-in when it is disabled."""
     mode = wandb_mode(wandb_cfg.mode)  # passed to wandb.init, not to the environment: each run of a sweep decides
     if mode == "disabled":
-        return None
+        return NoTracker()
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
 
-    argv, sys.argv = sys.argv, [hide(arg, secret_values(cfg_dict)) for arg in sys.argv]  # W&B records the command
+    # W&B writes its own files, which ftlab's writer does not see: the config and the command it records are
+    # handed over with the secrets hidden.
+    argv, sys.argv = sys.argv, [hide_secrets(arg) for arg in sys.argv]
     try:
-        return wandb.init(
+        run = wandb.init(
             project=wandb_cfg.project,
             entity=wandb_cfg.entity,
             name=run_name,
@@ -47,22 +93,4 @@ def start_wandb(cfg_dict: dict, wandb_cfg, run_dir: Path, run_name: str, group: 
         )
     finally:
         sys.argv = argv
-
-
-def log_eval(run, metrics: dict, sample_rows: list) -> None:
-    """Final numbers into the run's summary (what W&B's tables and parallel-coordinates views compare across a
-    sweep) and the base-vs-tuned answers as a table."""
-    if run is None:
-        return
-    import wandb
-
-    run.summary.update(metrics)
-    columns = ["question", "expected", "base_answer", "tuned_answer", "tuned_correct"]
-    run.log({"eval/answers": wandb.Table(columns=columns, data=sample_rows), **metrics})
-
-
-def close_failed_run() -> None:
-    """A run that failed mid-way closes its W&B run as failed, so the next run of a sweep starts a fresh one."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.run.finish(exit_code=1)
+    return Tracker(run, group)

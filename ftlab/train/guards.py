@@ -26,8 +26,10 @@ class StopOnDivergence(TrainerCallback):
             return
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):  # one device sync
-            raise FloatingPointError(f"training diverged: a gradient is NaN or infinite at step {state.global_step + 1}"
-                                     f" (not applied; {DIVERGED_ADVICE})")
+            raise FloatingPointError(
+                f"training diverged: a gradient is NaN or infinite at step {state.global_step + 1}"
+                f" (not applied; {DIVERGED_ADVICE})"
+            )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         for key in ("loss", "eval_loss", "grad_norm"):
@@ -39,10 +41,13 @@ class StopOnDivergence(TrainerCallback):
 
 
 def out_of_memory(err: BaseException) -> bool:
+    """CUDA's allocator raises its own type; PyTorch's CPU allocator has none (a RuntimeError saying "can't allocate
+    memory"), nor do some CUDA kernels ("out of memory" in a RuntimeError): for those the message is all there is."""
     import torch
 
     return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or (
-        isinstance(err, RuntimeError) and any(s in str(err) for s in ("out of memory", "can't allocate memory")))
+        isinstance(err, RuntimeError) and any(s in str(err) for s in ("out of memory", "can't allocate memory"))
+    )
 
 
 def memory_advice(cfg: DictConfig, err: BaseException) -> str:
@@ -55,15 +60,21 @@ def memory_advice(cfg: DictConfig, err: BaseException) -> str:
         tips.append("train.gradient_checkpointing=true")
     if t.max_length > 128:
         tips.append(f"train.max_length={t.max_length // 2}")
-    if cfg.quant.bnb is None:
-        tips.append("quant=4bit" + (" with strategy=lora" if cfg.strategy.kind != "peft" else ""))
+    if cfg.quant.method != "bnb":  # a strategy that trains the base, or needs a float one, cannot train on 4-bit
+        needs_peft = cfg.strategy.trains_base or cfg.strategy.float_base
+        tips.append("quant=4bit" + (" with strategy=lora" if needs_peft else ""))
     first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return f"out of memory ({first_line[:160]}); to use less, try: {', '.join(tips) or 'a smaller model'}"
 
 
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint: the run resumes from it."""
+
+
 class StopOnSignal(TrainerCallback):
     """Ctrl-C (SIGINT) or SIGTERM (what SLURM sends before the time limit) while training: finish the step, save a
-    checkpoint and stop, so the run resumes from there. A second Ctrl-C stops at once."""
+    checkpoint and stop, so the run resumes from there; trainer.train() then raises Interrupted instead of returning
+    as if training had finished. A second Ctrl-C stops at once."""
 
     def __init__(self):
         self.received = None
@@ -76,14 +87,18 @@ class StopOnSignal(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if self.received is not None:  # the Trainer saved the checkpoint at this step before ending
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            raise Interrupted(f"{self.received} at step {state.global_step}: checkpoint saved in {checkpoint}")
 
     def _handle(self, signum, frame):
         if self.received is not None:
             signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
-        log.warning("%s: saving a checkpoint at the end of this step, then stopping (again: stop at once)",
-                    self.received)
+        log.warning(
+            "%s: saving a checkpoint at the end of this step, then stopping (again: stop at once)", self.received
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.received is not None:
@@ -93,8 +108,9 @@ class StopOnSignal(TrainerCallback):
 
 
 class HideSecretsInCheckpoints(TrainerCallback):
-    """The Trainer pickles its arguments into each checkpoint (training_args.bin), hub_token included: rewrite it
-    with every token/key/password field emptied."""
+    """The Trainer pickles its arguments into each checkpoint (training_args.bin), hub_token included, with its own
+    writer (torch.save), which ftlab's secrets policy does not see: rewrite it with every token/key/password field
+    emptied."""
 
     def on_save(self, args, state, control, **kwargs):
         import torch

@@ -5,9 +5,7 @@ import hashlib
 import importlib
 import json
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from importlib.util import find_spec
 from pathlib import Path
@@ -37,12 +35,24 @@ def trl_classes(name: str) -> tuple:
 
 
 # SFTConfig fields that change what the tokenized dataset holds: part of its cache key.
-DATA_ARGS = ("max_length", "packing", "packing_strategy", "padding_free", "completion_only_loss",
-             "assistant_only_loss", "dataset_text_field", "eos_token", "pad_token", "eval_packing", "truncation_mode")
+DATA_ARGS = (
+    "max_length",
+    "packing",
+    "packing_strategy",
+    "padding_free",
+    "completion_only_loss",
+    "assistant_only_loss",
+    "dataset_text_field",
+    "eos_token",
+    "pad_token",
+    "eval_packing",
+    "truncation_mode",
+)
 
 
-def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: bool, checkpoints: bool = True,
-                 model=None):
+def trainer_args(
+    cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: bool, checkpoints: bool = True, model=None
+):
     """The objective's TRL config (SFTConfig, DPOConfig, ...) from the train, optimizer, objective and dist groups;
     precision, kernels and memory savers follow the hardware and the model (performance() records what was used)."""
     import torch
@@ -61,7 +71,8 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
     # variable-length kernels (SDPA would attend across the whole flattened batch); Liger kernels exist on CUDA only;
     # fused AdamW (one kernel for all parameters) runs on CUDA and CPU alike.
     auto = {
-        "activation_checkpointing": big and cfg.strategy.name != "prefix" if t.gradient_checkpointing is None
+        "activation_checkpointing": big and cfg.strategy.allows_gradient_checkpointing
+        if t.gradient_checkpointing is None
         else t.gradient_checkpointing,
         "packing": cfg.objective.data_format == "text" if t.packing is None else t.packing,
         "padding_free": attention.startswith("flash") if t.padding_free is None else t.padding_free,
@@ -116,8 +127,11 @@ def trainer_args(cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: 
     if "padding_free" not in fields:
         del common["padding_free"]
     try:
-        return config_class(**common, **OmegaConf.to_container(cfg.dist.args, resolve=True),
-                            **OmegaConf.to_container(cfg.objective.args, resolve=True))
+        return config_class(
+            **common,
+            **OmegaConf.to_container(cfg.dist.args, resolve=True),
+            **OmegaConf.to_container(cfg.objective.args, resolve=True),
+        )
     except TypeError as err:  # a key the TRL config does not have
         raise ValueError(f"objective.args: {err}") from None
 
@@ -130,11 +144,11 @@ def performance(args, model) -> dict:
     return {
         "precision": precision,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-        "attention": getattr(model.config, "_attn_implementation", None),
+        "attention": model.config._attn_implementation,
         "gradient_checkpointing": args.activation_checkpointing,
         "packing": getattr(args, "packing", False),
         "padding_free": getattr(args, "padding_free", False),  # packed rows stay rows (block-diagonal) when false
-        "optimizer": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
+        "optimizer": args.optim.value,
         "liger_kernel": args.use_liger_kernel,
         "lm_head_positions": lm_head_positions(next(model.parameters()).device),  # labelled: answer tokens only
         "batch_size": args.per_device_train_batch_size,
@@ -196,8 +210,16 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
     started = time.perf_counter()
     if name != "sft":
         extra = {"reward_funcs": rewards[0], "reward_processing_classes": rewards[1]} if name in ONLINE else {}
-        trainer = trainer_class(model=model, args=args, train_dataset=train_data, eval_dataset=eval_data,
-                                processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks(), **extra)
+        trainer = trainer_class(
+            model=model,
+            args=args,
+            train_dataset=train_data,
+            eval_dataset=eval_data,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks(),
+            **extra,
+        )
         if name == "reward":
             # TRL casts a quantized model's trainable weights to bf16 (QLoRA's recipe); for the score head, a plain
             # Linear fed by the float hidden states, that breaks the forward: keep it in the body's dtype.
@@ -238,11 +260,11 @@ def _prepared_key(tokenizer, args, train_data, eval_data) -> str:
     import trl
 
     digest = hashlib.sha256()
-    settings = {name: getattr(args, name, None) for name in DATA_ARGS}
+    settings = {name: getattr(args, name) for name in DATA_ARGS}
     digest.update(json.dumps([trl.__version__, settings, tokenizer.chat_template], default=str).encode())
     digest.update(tokenizer.backend_tokenizer.to_str().encode())  # vocabulary, merges, special tokens
     for dataset in (train_data, eval_data):
-        for batch in ([] if dataset is None else dataset.iter(batch_size=1000)):
+        for batch in [] if dataset is None else dataset.iter(batch_size=1000):
             digest.update(json.dumps(batch, sort_keys=True, default=str).encode())
         digest.update(b"|")
     return digest.hexdigest()[:16]
@@ -250,15 +272,13 @@ def _prepared_key(tokenizer, args, train_data, eval_data) -> str:
 
 def _save_atomically(dataset_dict, folder: Path) -> None:
     """Saved under a temporary name and renamed: a run that dies mid-save leaves no half cache for the next."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    from ftlab.core.files import atomic_dir
+
     try:
-        dataset_dict.save_to_disk(str(tmp))
-        tmp.rename(folder)
+        with atomic_dir(folder) as tmp:
+            dataset_dict.save_to_disk(str(tmp))
     except OSError:
         pass  # another run saved the same data first, or the disk is full: the cache is an optimisation only
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def loss_history(log_history: list) -> dict:
