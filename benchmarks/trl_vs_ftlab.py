@@ -56,7 +56,7 @@ def variable_length_data(folder: Path, max_answers: int) -> str:
 
 
 def ftlab_trainer(overrides, out_dir: Path):
-    """ftlab's trainer, built exactly as ftlab/run.py builds it."""
+    """ftlab's trainer, built exactly as ftlab/recipe.py builds it."""
     from transformers import set_seed
 
     from ftlab.data.load import prepare

@@ -74,10 +74,8 @@ def _load_export(path: Path) -> tuple:
         raise ChatError(f"{path}: a merged reward model scores answers, it does not write them")
     run = Path(info.get("run", ""))
     cfg = run_config(run) if info.get("run") and is_run_dir(run) else None
-    # The bottleneck-adapter modules of an export are ftlab's own code, written beside the weights by ftlab.merge.
-    model = AutoModelForCausalLM.from_pretrained(
-        path, trust_remote_code=info.get("strategy") == "adapter", use_safetensors=True
-    )
+    # Code in an export is ftlab's own (bottleneck-adapter modules), written beside the weights by ftlab.merge.
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=info["ftlab_code"], use_safetensors=True)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:

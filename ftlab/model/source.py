@@ -109,6 +109,8 @@ def merge_run(run_dir: Path, out_dir: Path) -> dict:
         "head": cfg.objective.head,
         "dtype": dtype_name(cfg.model),
         "quantized_run": cfg.quant.name,
+        # ftlab wrote the model's code beside the weights (bottleneck adapters): loading it runs that code
+        "ftlab_code": (out_dir / "modeling_ftlab_adapter.py").is_file(),
         "note": f"merged into the de-quantized ({dtype_name(cfg.model)}) base" if cfg.quant.method == "bnb" else note,
     }
     write_json(out_dir / "ftlab_merge.json", provenance)

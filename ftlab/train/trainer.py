@@ -208,27 +208,9 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
 
     trainer_class, _ = trl_classes(name)
     started = time.perf_counter()
-    if name != "sft":
-        extra = {"reward_funcs": rewards[0], "reward_processing_classes": rewards[1]} if name in ONLINE else {}
-        trainer = trainer_class(
-            model=model,
-            args=args,
-            train_dataset=train_data,
-            eval_dataset=eval_data,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=callbacks(),
-            **extra,
-        )
-        if name == "reward":
-            # TRL casts a quantized model's trainable weights to bf16 (QLoRA's recipe); for the score head, a plain
-            # Linear fed by the float hidden states, that breaks the forward: keep it in the body's dtype.
-            dtype = trainer.model.get_input_embeddings().weight.dtype
-            for param_name, param in trainer.model.named_parameters():
-                if "score" in param_name and param.requires_grad:
-                    param.data = param.data.to(dtype)
-        return trainer, {"cache": "off", "trainer_setup_s": time.perf_counter() - started}
-    folder = cache_root() / "datasets" / _prepared_key(tokenizer, args, train_data, eval_data)
+    extra = {"reward_funcs": rewards[0], "reward_processing_classes": rewards[1]} if name in ONLINE else {}
+    cache = cache and name == "sft"  # the other trainers prepare little, or (online RL) generate their data
+    folder = cache_root() / "datasets" / _prepared_key(tokenizer, args, train_data, eval_data) if cache else None
     hit = cache and (folder / "dataset_dict.json").exists()
     if hit:
         prepared = load_from_disk(str(folder))
@@ -242,8 +224,16 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=callbacks(),
+        **extra,
     )
-    if args.packing and not args.padding_free:
+    if name == "reward":
+        # TRL casts a quantized model's trainable weights to bf16 (QLoRA's recipe); for the score head, a plain
+        # Linear fed by the float hidden states, that breaks the forward: keep it in the body's dtype.
+        dtype = trainer.model.get_input_embeddings().weight.dtype
+        for param_name, param in trainer.model.named_parameters():
+            if "score" in param_name and param.requires_grad:
+                param.data = param.data.to(dtype)
+    if name == "sft" and args.packing and not args.padding_free:
         # TRL flattens packed batches into one row for flash attention's variable-length kernels; SDPA and eager
         # would attend to that row as a whole (measured 2x slower than not packing on CPU), so the rows stay rows.
         trainer.data_collator = packed_rows_collator(tokenizer.pad_token_id)
