@@ -49,7 +49,7 @@ def test_converting_run_evaluates_and_saves_the_int_model(quant, tmp_path):
     cfg = OmegaConf.load(tmp_path / ".hydra" / "config.yaml")
     tokenizer = load_tokenizer(cfg.model, str(tmp_path / "model"))
     rows = eval_questions(cfg.data, 6)
-    assert answer_loss(model, tokenizer, rows, cfg.data.system_prompt) == pytest.approx(evals["loss"], rel=1e-4)
+    assert answer_loss(model, tokenizer, rows, cfg.data.system_prompt)[0] == pytest.approx(evals["loss"], rel=1e-4)
     reloaded, _, _ = load_run(tmp_path)  # ftlab's own loader (chat, reward scoring, merge) keeps it int too
     assert type(reloaded.model.layers[0].mlp.down_proj.weight).__name__ == "IntxUnpackedToInt8Tensor"
     assert results["saved"]["bytes"] < 0.6 * 4_000_000  # int8-stored int4 weights: about half the float32 model

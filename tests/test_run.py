@@ -44,6 +44,17 @@ def test_run_writes_results_weights_and_config(lora_run):
     answers = json.loads((run_dir / "answers.json").read_text())["answers"]
     assert len(answers) == 6 and {"base_answer", "tuned_answer", "tuned_correct"} <= set(answers[0])
     assert "failures" in json.loads((run_dir / "failures.json").read_text())
+    # Each held-out number comes with its 95% interval, from the per-question outcomes answers.json keeps.
+    e = results["eval"]
+    for who in ("", "base_"):
+        low, high = e[f"{who}answer_accuracy_ci"]
+        assert 0 <= low <= e[f"{who}answer_accuracy"] <= high <= 1 and high > low
+        low, high = e[f"{who}loss_ci"]
+        assert low <= e[f"{who}loss"] <= high and high > low
+        correct = [a[f"{who or 'tuned_'}correct"] for a in answers]
+        assert sum(correct) / len(correct) == e[f"{who}answer_accuracy"]
+        pooled = sum(a[f"{who or 'tuned_'}loss_sum"] for a in answers) / sum(a["tokens"] for a in answers)
+        assert pooled == pytest.approx(e[f"{who}loss"], rel=1e-6)
     # the summary a person reads at the end
     assert "answer accuracy  base" in out and "fine-tuned:" in out
 
@@ -80,7 +91,7 @@ def test_reloaded_run_gives_the_same_eval_loss(lora_run):
     run_dir, _ = lora_run
     model, tokenizer, cfg = load_run(run_dir)
     rows = eval_questions(cfg.data, cfg.eval.max_questions)
-    loss = answer_loss(model, tokenizer, rows, cfg.data.system_prompt, cfg.eval.batch_size)
+    loss = answer_loss(model, tokenizer, rows, cfg.data.system_prompt, cfg.eval.batch_size)[0]
     assert loss == pytest.approx(read_results(run_dir)["eval"]["loss"], rel=1e-4)
 
 
@@ -107,7 +118,7 @@ def test_other_strategies_save_and_reload(strategy, files, strategy_runs):
     for name in files:
         assert (run_dir / "model" / name).exists(), name
     model, tokenizer, cfg = load_run(run_dir)
-    loss = answer_loss(model, tokenizer, eval_questions(cfg.data, 6), cfg.data.system_prompt)
+    loss = answer_loss(model, tokenizer, eval_questions(cfg.data, 6), cfg.data.system_prompt)[0]
     assert loss == pytest.approx(read_results(run_dir)["eval"]["loss"], rel=1e-4)
 
 

@@ -7,6 +7,7 @@ import re
 import torch
 
 from ftlab.data.load import chat_prompt
+from ftlab.eval.uncertainty import accuracy_interval, loss_interval
 
 
 def normalise(text: str) -> str:
@@ -23,11 +24,12 @@ def states_facts(answer: str, facts: list) -> bool:
 
 
 @torch.no_grad()
-def answer_loss(model, tokenizer, rows: list, system_prompt, batch_size: int = 16) -> float:
-    """Mean token loss of each reference answer (end-of-turn included) given its question, through the chat
-    template: the same number for every objective, so runs compare."""
+def answer_loss(model, tokenizer, rows: list, system_prompt, batch_size: int = 16) -> tuple[float, list, list]:
+    """Mean token loss of the reference answers (end-of-turn included) given their questions, through the chat
+    template: the same number for every objective, so runs compare. Also each question's summed loss and token
+    count, which the held-out loss's interval resamples (eval/uncertainty.py)."""
     model.eval()
-    total, count = 0.0, 0
+    sums, counts = [], []
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
         ids, labels = [], []
@@ -45,12 +47,12 @@ def answer_loss(model, tokenizer, rows: list, system_prompt, batch_size: int = 1
         mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=model.device)
         target = torch.tensor([x + [-100] * (width - len(x)) for x in labels], device=model.device)
         logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.size(-1)), target[:, 1:].reshape(-1), ignore_index=-100, reduction="sum"
-        )
-        total += loss.item()
-        count += int((target[:, 1:] != -100).sum())
-    return total / max(count, 1)
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)), target[:, 1:].reshape(-1), ignore_index=-100, reduction="none"
+        ).view(len(batch), -1)
+        sums += losses.sum(dim=1).tolist()
+        counts += (target[:, 1:] != -100).sum(dim=1).tolist()
+    return sum(sums) / max(sum(counts), 1), sums, counts
 
 
 @torch.no_grad()
@@ -84,7 +86,7 @@ def evaluate(model, tokenizer, rows: list, system_prompt, eval_cfg) -> dict:
     """loss, perplexity, answer accuracy and the answers themselves, on the held-out rows."""
     if not rows:
         return {}
-    loss = answer_loss(model, tokenizer, rows, system_prompt, eval_cfg.batch_size)
+    loss, loss_sums, tokens = answer_loss(model, tokenizer, rows, system_prompt, eval_cfg.batch_size)
     answers = generate_answers(
         model, tokenizer, [r["question"] for r in rows], system_prompt, eval_cfg.max_new_tokens, eval_cfg.batch_size
     )
@@ -93,8 +95,12 @@ def evaluate(model, tokenizer, rows: list, system_prompt, eval_cfg) -> dict:
         "loss": loss,
         "perplexity": math.exp(min(loss, 50.0)),
         "answer_accuracy": sum(correct) / len(rows),
+        "answer_accuracy_ci": accuracy_interval(correct),
+        "loss_ci": loss_interval(loss_sums, tokens),
         "answers": answers,
         "correct": correct,
+        "loss_sums": loss_sums,
+        "tokens": tokens,
     }
 
 
@@ -109,6 +115,10 @@ def paired_answers(rows: list, base: dict, tuned: dict) -> list:
             "base_correct": base["correct"][i],
             "tuned_answer": tuned["answers"][i],
             "tuned_correct": tuned["correct"][i],
+            # per-question losses (summed over the reference answer's tokens): what paired comparisons resample
+            "tokens": tuned["tokens"][i],
+            "base_loss_sum": base["loss_sums"][i],
+            "tuned_loss_sum": tuned["loss_sums"][i],
         }
         for i, r in enumerate(rows)
     ]

@@ -33,7 +33,7 @@ class Questions:
 
     def record(self, base: dict, tuned: dict) -> dict:
         """results.json's eval numbers: the fine-tuned model's, then the base's as base_*."""
-        scalars = ("loss", "perplexity", "answer_accuracy")
+        scalars = ("loss", "loss_ci", "perplexity", "answer_accuracy", "answer_accuracy_ci")
         return {
             **({"questions": len(self.rows)} if self.rows else {}),
             **{k: tuned[k] for k in (*scalars, "reward") if k in tuned},

@@ -186,15 +186,22 @@ def _proc_field(path: str, name: str) -> str | None:
     return None
 
 
+def ci(interval: list, digits: int) -> str:
+    low, high = interval
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def print_summary(results: dict, run_dir: Path) -> None:
     e, t, p = results["eval"], results["train"], results["params"]
     r, c = e.get("reward") or {}, results.get("compression") or {}
     lines = [
         f"\n== ftlab run {results['run_name']}: {results['status']} ==",
-        f"answer accuracy  base {e['base_answer_accuracy']:.2f} -> fine-tuned {e['answer_accuracy']:.2f}"
+        f"answer accuracy  base {e['base_answer_accuracy']:.2f} {ci(e['base_answer_accuracy_ci'], 2)} -> fine-tuned "
+        f"{e['answer_accuracy']:.2f} {ci(e['answer_accuracy_ci'], 2)}  (95% intervals over {e['questions']} questions)"
         if e.get("answer_accuracy") is not None
         else "",
-        f"held-out loss    base {e['base_loss']:.3f} -> fine-tuned {e['loss']:.3f}  (perplexity {e['perplexity']:.1f})"
+        f"held-out loss    base {e['base_loss']:.3f} {ci(e['base_loss_ci'], 3)} -> fine-tuned {e['loss']:.3f} "
+        f"{ci(e['loss_ci'], 3)}  (perplexity {e['perplexity']:.1f})"
         if e.get("loss") is not None
         else "",
         f"pair accuracy    base {e['base_pairwise_accuracy']:.2f} -> trained {e['pairwise_accuracy']:.2f}  "
