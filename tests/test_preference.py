@@ -145,8 +145,11 @@ def test_policy_stage_starts_from_the_sft_run_and_is_judged_by_the_reward_model(
     # The starting model is the SFT run (its adapter merged): its held-out loss is this run's base loss.
     assert results["eval"]["base_loss"] == pytest.approx(sft["eval"]["loss"], rel=1e-3)
     reward = results["eval"]["reward"]
-    assert 0 <= reward["win_rate"] <= 1 and reward["questions"] == 6
+    assert 0 <= reward["win_rate"] <= 1 and reward["questions"] == 6 and "wins" not in reward
     assert isinstance(reward["base_mean"], float) and isinstance(reward["tuned_mean"], float)
+    # each question's win is in answers.json (what the report's paired verdicts resample), summing to the rate
+    wins = [a["reward_win"] for a in json.loads((tmp_path / "answers.json").read_text())["answers"]]
+    assert len(wins) == 6 and set(wins) <= {0.0, 0.5, 1.0} and sum(wins) / 6 == pytest.approx(reward["win_rate"])
     assert (reference in results["reference"]) if reference else results["reference"] is None
     assert "win rate" in out
 

@@ -33,9 +33,11 @@ def write_run(
     status: str = "ok",
     overrides: tuple = (),
     history: bool = True,
+    questions: int = 100,
     **fields,
 ) -> Path:
-    """One run directory as ftlab.run leaves it in a multirun (results.json only)."""
+    """One run directory as ftlab.run leaves it in a multirun: results.json, and answers.json with the first
+    accuracy * questions held-out questions answered correctly (the easy ones are the same in every run)."""
     name = f"tiny-{strategy}-sft-{quant}-s{seed}"
     run_dir = sweep / f"{job}_{name}"
     run_dir.mkdir(parents=True)
@@ -77,6 +79,17 @@ def write_run(
             }
     results.update(fields)
     (run_dir / "results.json").write_text(json.dumps(results))
+    if status == "ok" and questions:
+        answers = [
+            {
+                "question": f"question {q}?",
+                "tuned_correct": q < round(accuracy * questions),
+                "tokens": 10,
+                "tuned_loss_sum": 10 * (1 - accuracy),
+            }
+            for q in range(questions)
+        ]
+        (run_dir / "answers.json").write_text(json.dumps({"answers": answers}))
     return run_dir
 
 
@@ -162,23 +175,59 @@ def test_seeds_of_a_configuration_are_one_row_with_mean_sd_and_n(sweep, tmp_path
     assert "| full | none | 2 | 0.810 ± 0.014 | 0.100 | 0.190 ± 0.014 | 1.1M | 800.0 | 3.000 | 75.0 | 5,000 |" in table
 
 
-def test_vs_best_says_whether_a_gap_is_within_seed_spread(sweep, tmp_path):
+def test_vs_best_is_a_paired_verdict_with_its_interval_p_and_detectable_gap(sweep, tmp_path):
     write_report([sweep], tmp_path / "out")
-    verdict = {r["configuration"]: r["vs_best"] for r in read_csv(tmp_path / "out" / "report.csv")}
-    assert verdict == {
-        "full · none": "best",
-        "lora · none": "≈ best (within seed spread)",  # 0.02 <= 0.014 + 0.014
-        "lora · 4bit": "≈ best (within seed spread)",  # 0.06 <= 0.014 + 0.071
-        "prefix · none": "-0.400 (beyond spread)",  # 0.40 > 0.014 + 0.014
-        "prefix · 4bit": "-0.460 (1 seed: spread unknown)",
-    }
-    assert "within seed spread" in (tmp_path / "out" / "report.md").read_text().split("|")[0]  # the rule, up top
+    rows = {r["configuration"]: r for r in read_csv(tmp_path / "out" / "report.csv")}
+    verdict = {name: row["verdict"] for name, row in rows.items()}
+    assert verdict["full · none"] == "best" and rows["full · none"]["p_holm"] == ""
+    # 0.79 vs 0.81 over 100 shared questions, 2 seeds each: a gap this design cannot tell from noise
+    assert verdict["lora · none"].startswith("no detectable difference (p = ")
+    assert "this design detects gaps of about " in verdict["lora · none"]
+    assert "seeds per configuration would halve that" in verdict["lora · none"]
+    assert verdict["lora · 4bit"].startswith("no detectable difference")  # 0.75 ± 0.071: the seeds disagree
+    assert verdict["prefix · none"].startswith("worse (p ")  # 0.41 vs 0.81
+    # One seed: it assumes the largest seed spread of the others (lora · 4bit's, from 2 seeds: 1 degree of freedom)
+    assert verdict["prefix · 4bit"].startswith("no detectable difference")
+    prefix = rows["prefix · none"]
+    assert float(prefix["diff_vs_best"]) == pytest.approx(-0.40)
+    assert float(prefix["diff_ci_low"]) < -0.40 < float(prefix["diff_ci_high"]) < 0
+    assert float(prefix["p_value"]) <= float(prefix["p_holm"]) < 0.05  # Holm over the 4 comparisons
+    lora = rows["lora · none"]
+    assert float(lora["diff_ci_low"]) < 0 < float(lora["diff_ci_high"]) and float(lora["p_holm"]) > 0.05
+    assert float(lora["mde"]) > 0.02 and int(lora["seeds_to_halve"]) > 2
+    comparisons = read_csv(tmp_path / "out" / "comparisons.csv")
+    assert [(c["a"], c["b"]) for c in comparisons] == [(name, "full · none") for name in list(rows)[1:]]
+    assert {c["questions"] for c in comparisons} == {"100"}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Paired over 100 held-out questions." in report
+    assert "| Δ vs best [95% CI] | p (Holm) | verdict |" in report
+    assert "±1 sd" not in report and "spread" not in report.split("|")[0].replace("seeds' spread", "")
+
+
+def test_compare_names_any_two_configurations(sweep, tmp_path):
+    proc = report_cli(sweep, "--out", tmp_path / "out", "--compare", "lora none", "prefix · none")
+    assert proc.returncode == 0, proc.stderr
+    assert "| lora · none | prefix · none | 2/2 | 100 | +0.380 [" in proc.stdout
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Comparisons you named" in report and "better (p " in report.split("## Comparisons you named")[1]
+    assert len(read_csv(tmp_path / "out" / "comparisons.csv")) == 5  # 4 against the best, then the one named
+    # a pair that is also a comparison against the best is tested once, and still shown as named
+    summary = write_report([sweep], tmp_path / "out3", pairs=(("lora none", "full none"),))
+    assert [(c["a"]["label"], c["b"]["label"]) for c in summary["comparisons"] if c["named"]] == [
+        ("lora · none", "full · none")
+    ]
+    assert len(summary["comparisons"]) == 4 and "## Comparisons you named" in summary["report"].read_text()
+    proc = report_cli(sweep, "--out", tmp_path / "out2", "--compare", "lora", "prefix · none")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("error: --compare: no configuration 'lora' (the table has: full · none, lora · none")
 
 
 def test_a_loss_metric_ranks_the_lowest_first(sweep, tmp_path):
     summary = write_report([sweep], tmp_path / "out", metric="eval.loss")
     rows = read_csv(tmp_path / "out" / "report.csv")
-    assert summary["best"] == "full · none" and rows[0]["vs_best"] == "best"
+    assert summary["best"] == "full · none" and rows[0]["verdict"] == "best"
+    verdict = {r["configuration"]: r["verdict"] for r in rows}
+    assert verdict["prefix · none"].startswith("worse")  # a higher loss: worse, through the per-question loss sums
     assert [float(r["eval.loss_mean"]) for r in rows] == sorted(float(r["eval.loss_mean"]) for r in rows)
 
 
@@ -323,16 +372,28 @@ def test_wandb_offline_logs_the_table_under_the_report(sweep, tmp_path):
     assert proc.returncode == 0, proc.stderr
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
-    tables = list(runs[0].rglob("*.table.json"))
-    assert len(tables) == 1
-    table = json.loads(tables[0].read_text())
+    tables = {p.name.split("_")[0]: p for p in runs[0].rglob("*.table.json")}
+    assert sorted(tables) == ["comparisons", "configurations"]
+    table = json.loads(tables["configurations"].read_text())
     assert table["columns"][:3] == ["configuration", "strategy", "quant"]
     assert [row[0] for row in table["data"]][:2] == ["full · none", "lora · none"]
+    assert table["columns"][-8:] == [
+        "diff_vs_best",
+        "diff_ci_low",
+        "diff_ci_high",
+        "p_value",
+        "p_holm",
+        "mde",
+        "seeds_to_halve",
+        "verdict",
+    ]
+    comparisons = json.loads(tables["comparisons"].read_text())
+    assert [row[:2] for row in comparisons["data"]][0] == ["lora · none", "full · none"]
     assert len(list(runs[0].rglob("media/images/**/*.png"))) == len(PLOTS)
     assert b"report-2026-11-23_10-00-00" in next(runs[0].glob("*.wandb")).read_bytes()  # the sweep's group
 
 
 def test_help_does_not_import_plotting_or_wandb():
-    code = "import sys, ftlab.report; print(sorted({'matplotlib', 'wandb', 'torch'} & set(sys.modules)))"
+    code = "import sys, ftlab.report; print(sorted({'matplotlib', 'wandb', 'torch', 'scipy'} & set(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert proc.stdout.strip() == "[]"

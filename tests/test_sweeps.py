@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+import yaml
 from helpers import QUICK, read_results, run_cli
 
 pytestmark = pytest.mark.slow
@@ -85,4 +86,6 @@ def test_the_optuna_search_preset_reports_its_best_trial(tmp_path):
     assert len({json.dumps(sorted(t["overrides"])) for t in trials}) == 2  # the sampler tried two settings
     best = (tmp_path / "optimization_results.yaml").read_text()
     assert "optimizer.lr" in best and "strategy.peft.r" in best
+    # scored on the validation split, never on the held-out questions
+    assert yaml.safe_load(best)["best_value"] == min(t["eval"]["validation_loss"] for t in trials)
     assert "Search" in (tmp_path / "report" / "report.md").read_text()

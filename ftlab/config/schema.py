@@ -50,6 +50,7 @@ class StrategyConfig:
     name: str = MISSING
     kind: str = MISSING
     lr: float = MISSING
+    lr_range: list[float] = MISSING  # [low, high]: what sweep=fair_ablation searches, log-spaced
     # Facts the rules (ftlab/config/rules.py) and the run read, declared by every strategy (conf/strategy.yaml).
     trains_base: bool = MISSING
     float_base: bool = MISSING
@@ -169,6 +170,15 @@ class EvalConfig:
 
 
 @dataclass
+class TuneConfig:
+    trials: int = MISSING
+    trial: int | None = MISSING
+    seeds: int = MISSING
+    arm: str = MISSING
+    chosen: dict[str, float] = MISSING
+
+
+@dataclass
 class WandbConfig:
     mode: str = MISSING
     project: str = MISSING
@@ -188,6 +198,7 @@ class Config:
     dist: DistConfig = MISSING
     train: TrainConfig = MISSING
     eval: EvalConfig = MISSING
+    tune: TuneConfig = MISSING
     wandb: WandbConfig = MISSING
     seed: int = MISSING
     metric: str = MISSING
@@ -201,8 +212,10 @@ def register() -> None:
     from omegaconf import OmegaConf
 
     from ftlab.config.hardware import resolve_dtype
+    from ftlab.config.tuning import tuned_lr
     from ftlab.core.distributed import start_time
 
     ConfigStore.instance().store(name="ftlab_schema", node=Config)
     OmegaConf.register_new_resolver("start_time", start_time, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("dtype", resolve_dtype, replace=True)
+    OmegaConf.register_new_resolver("tuned_lr", tuned_lr, replace=True)

@@ -119,6 +119,8 @@ def paired_answers(rows: list, base: dict, tuned: dict) -> list:
             "tokens": tuned["tokens"][i],
             "base_loss_sum": base["loss_sums"][i],
             "tuned_loss_sum": tuned["loss_sums"][i],
+            # with eval.reward_model: 1 when the reward model scores the tuned answer above the base's, 0.5 a tie
+            **({"reward_win": tuned["reward"]["wins"][i]} if "reward" in tuned else {}),
         }
         for i, r in enumerate(rows)
     ]

@@ -36,7 +36,8 @@ class Questions:
         scalars = ("loss", "loss_ci", "perplexity", "answer_accuracy", "answer_accuracy_ci")
         return {
             **({"questions": len(self.rows)} if self.rows else {}),
-            **{k: tuned[k] for k in (*scalars, "reward") if k in tuned},
+            **{k: tuned[k] for k in scalars if k in tuned},
+            **({"reward": {k: v for k, v in tuned["reward"].items() if k != "wins"}} if "reward" in tuned else {}),
             **{f"base_{k}": base[k] for k in scalars if k in base},
         }
 

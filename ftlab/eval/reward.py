@@ -55,4 +55,5 @@ def score_answers(
         "tuned_mean": statistics.fmean(tuned),
         "win_rate": statistics.fmean(wins),
         "questions": len(wins),
+        "wins": wins,  # per question, for answers.json (paired verdicts); results.json keeps the rate
     }

@@ -147,3 +147,47 @@ def short(value: str) -> str:
         return f"{float(value):.4g}" if len(value) > 8 else value
     except ValueError:
         return value
+
+
+# Per-question values of a metric, from the run's answers.json (the one record of each question's outcome): what the
+# paired verdicts resample. A loss is a ratio (summed over every question's tokens, divided by all tokens): its
+# questions enter linearised, m + (loss_q - m * tokens_q) / mean tokens, whose mean is the run's loss m.
+PER_QUESTION = {
+    "answer_accuracy": ("tuned_correct", None),
+    "base_answer_accuracy": ("base_correct", None),
+    "loss": ("tuned_loss_sum", "tokens"),
+    "base_loss": ("base_loss_sum", "tokens"),
+    "reward.win_rate": ("reward_win", None),
+}
+
+
+def per_question(run: dict, metric: str) -> dict | None:
+    """{question: value} of this run for the metric, None when the metric has no per-question record, answers.json
+    is missing, or its values do not give the run's recorded number (answers of another evaluation)."""
+    fields = PER_QUESTION.get(metric.removeprefix("eval."))
+    if fields is None or run["value"] is None:
+        return None
+    if "answers" not in run:  # read once per run
+        try:
+            run["answers"] = json.loads((run["dir"] / "answers.json").read_text(encoding="utf-8")).get("answers")
+        except (OSError, ValueError, AttributeError):
+            run["answers"] = None
+    answers, (field, tokens) = run["answers"], fields
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, dict) and field in a for a in answers):
+        return None
+    values = [float(a[field]) if isinstance(a[field], bool) else number(a[field]) for a in answers]
+    weights = [number(a.get(tokens)) for a in answers] if tokens else [1.0] * len(answers)
+    if None in values or None in weights or not sum(weights):
+        return None
+    mean = sum(values) / sum(weights)
+    scale = len(values) / sum(weights)
+    linear = [mean + (v - mean * w) * scale for v, w in zip(values, weights)]
+    if not math.isclose(mean, run["value"], rel_tol=1e-6, abs_tol=1e-9):
+        return None
+    keyed = {}
+    for answer, value in zip(answers, linear):  # a question asked twice is two questions
+        key = str(answer.get("question"))
+        while key in keyed:
+            key += " (again)"
+        keyed[key] = value
+    return keyed

@@ -1,5 +1,6 @@
 """The sweep report's plots: quality against trainable parameters and memory, loss curves, and quality per config."""
 
+import math
 from pathlib import Path
 
 from ftlab.core.files import write_png
@@ -7,8 +8,9 @@ from ftlab.core.files import write_png
 FIGSIZE, DPI = (8, 5), 120
 
 
-def write_plots(configs: list, metric: str, out_dir: Path) -> tuple[list[Path], dict]:
-    """The PNGs written into out_dir, and for each plot not drawn, why (no run had its data)."""
+def write_plots(configs: list, metric: str, out_dir: Path, tuning: dict | None = None) -> tuple[list[Path], dict]:
+    """The PNGs written into out_dir, and for each plot not drawn, why (no run had its data). tuning: a fair
+    ablation's stage 1 (report/fair.py), drawn as each arm's learning-rate sensitivity."""
     plots = {
         "quality_vs_params.png": lambda: quality_scatter(
             configs,
@@ -26,10 +28,11 @@ def write_plots(configs: list, metric: str, out_dir: Path) -> tuple[list[Path], 
         ),
         "loss_curves.png": lambda: loss_curves(configs),
         "accuracy_by_strategy.png": lambda: quality_bars(configs, metric),
+        **({"lr_sensitivity.png": lambda: lr_sensitivity(tuning)} if tuning else {}),
     }
     written, missing = [], {}
     for name, draw in plots.items():
-        figure = draw() if configs else f"no finished run recorded {metric}"
+        figure = draw() if configs or name == "lr_sensitivity.png" else f"no finished run recorded {metric}"
         if isinstance(figure, str):
             missing[name] = figure
             continue
@@ -336,4 +339,42 @@ def quality_bars(configs: list, metric: str):
         title="strategy",
         title_fontsize=9,
     )
+    return figure
+
+
+def lr_sensitivity(tuning: dict):
+    """A fair ablation's stage 1: each arm's validation loss against its learning rate (log scale), one line per arm,
+    the chosen rate ringed. Flat near the choice: the arm is robust to its rate; a choice at an end of its line: the
+    best rate may lie beyond the range."""
+    from matplotlib import colormaps
+
+    lines = {
+        arm: sorted((t["lr"], t["validation_loss"]) for t in trials if t["validation_loss"] is not None and t["lr"])
+        for arm, trials in tuning["arms"].items()
+    }
+    lines = {arm: points for arm, points in lines.items() if points}
+    if not lines:
+        return "no tuning run recorded eval.validation_loss"
+    figure = new_figure()
+    ax = figure.add_subplot()
+    palette = colormaps["tab10" if len(lines) <= 10 else "tab20"]
+    for i, (arm, points) in enumerate(lines.items()):
+        colour = palette(i % palette.N)
+        ax.plot(*zip(*points), marker="o", ms=5, color=colour, label=arm)
+        chosen = tuning["chosen"].get(arm)
+        best = [(lr, loss) for lr, loss in points if chosen is not None and math.isclose(lr, chosen)]
+        if best:
+            ax.scatter(*zip(*best), s=160, facecolors="none", edgecolors=colour, linewidths=2, zorder=4)
+    ax.set_xscale("log")
+    losses = [loss for points in lines.values() for _, loss in points]
+    log_y = min(losses) > 0 and max(losses) / min(losses) > 10  # a diverged trial would flatten the others
+    if log_y:
+        ax.set_yscale("log")
+    ax.set(
+        xlabel="learning rate (log scale)",
+        ylabel=f"validation loss{' (log scale)' if log_y else ''}, lower is better",
+        title=f"Learning-rate sensitivity: {tuning['budget']} trials per arm, the chosen rate ringed",
+    )
+    ax.grid(alpha=0.3)
+    legend_outside(ax)
     return figure

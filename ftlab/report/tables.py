@@ -5,7 +5,7 @@ import io
 import math
 
 from ftlab.report.collect import COSTS, fmt, short
-from ftlab.report.summary import SPREAD_RULE, lower_is_better
+from ftlab.report.summary import VERDICT_RULE, lower_is_better, p_text
 
 
 def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
@@ -19,7 +19,9 @@ def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
         f"base {metric}",
         "eval loss (mean ± sd)",
         *(COSTS[k][0] for k in costs),
-        "vs best",
+        "Δ vs best [95% CI]",
+        "p (Holm)",
+        "verdict",
     ]
     rows = [
         [
@@ -29,7 +31,7 @@ def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
             fmt(c["base"]),
             with_sd(c["loss_mean"], c["loss_sd"]),
             *(human_count(c[k]) if k == "params" else fmt(c[k]) for k in costs),
-            c["vs_best"],
+            *(comparison_cells(c["vs_best"]) if c["vs_best"] else ["–", "–", "best"]),
         ]
         for c in configs
     ]
@@ -43,10 +45,82 @@ def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
         "eval_loss_mean",
         "eval_loss_sd",
         *(COSTS[k][1] for k in costs),
-        "vs_best",
+        *COMPARISON_CSV,
     ]
-    raw = ["n", "mean", "sd", "base", "loss_mean", "loss_sd", *costs, "vs_best"]
-    return (headers, rows), (raw_headers, [[c["label"], *c["columns"], *(c[k] for k in raw)] for c in configs])
+    raw = ["n", "mean", "sd", "base", "loss_mean", "loss_sd", *costs]
+    return (headers, rows), (
+        raw_headers,
+        [
+            [c["label"], *c["columns"], *(c[k] for k in raw), *comparison_numbers(c["vs_best"] or {"verdict": "best"})]
+            for c in configs
+        ],
+    )
+
+
+COMPARISON_CSV = [
+    "diff_vs_best",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p_value",
+    "p_holm",
+    "mde",
+    "seeds_to_halve",
+    "verdict",
+]
+
+
+def comparison_cells(comparison: dict) -> list:
+    """Δ [95% CI], the Holm-corrected p, the verdict: as the tables show them."""
+    diff, (low, high) = comparison["diff"], comparison["ci"]
+    signed = ("+" if diff >= 0 else "") + fmt(diff)
+    p = comparison["p_holm"]
+    return [
+        f"{signed} [{fmt(low)}, {fmt(high)}]",
+        "–" if p is None else p_text(p).removeprefix("p = "),
+        comparison["verdict"],
+    ]
+
+
+def comparison_numbers(comparison: dict) -> list:
+    """The same as numbers (report.csv, comparisons.csv, W&B)."""
+    low, high = comparison.get("ci") or (None, None)
+    keys = ("p", "p_holm", "mde", "seeds_to_halve", "verdict")
+    return [comparison.get("diff"), low, high, *(comparison.get(k) for k in keys)]
+
+
+def comparisons_table(comparisons: list) -> tuple:
+    """Every comparison of the report, A vs B, as (headers, rows) and as CSV (headers, rows)."""
+    headers = ["A", "B", "seeds", "questions", "Δ (A - B) [95% CI]", "p (Holm)", "verdict (A vs B)"]
+    rows = [
+        [
+            c["a"]["label"],
+            c["b"]["label"],
+            "/".join(map(str, c["seeds"])),
+            c["questions"] if c["paired"] else "–",
+            *comparison_cells(c),
+        ]
+        for c in comparisons
+    ]
+    csv_headers = [
+        "a",
+        "b",
+        "seeds_a",
+        "seeds_b",
+        "questions",
+        "diff",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "p_holm",
+        "mde",
+        "seeds_to_halve",
+        "verdict",
+    ]
+    csv_rows = [
+        [c["a"]["label"], c["b"]["label"], *c["seeds"], c["questions"] if c["paired"] else None, *comparison_numbers(c)]
+        for c in comparisons
+    ]
+    return (headers, rows), (csv_headers, csv_rows)
 
 
 def with_sd(mean, sd) -> str:
@@ -118,7 +192,9 @@ def count_line(summary: dict) -> str:
     return f"{summary['runs']} runs: " + ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
 
 
-def report_markdown(dirs, runs, configs, metric, summary, missing_plots) -> str:
+def report_markdown(dirs, runs, configs, metric, summary, missing_plots, named=(), tuning=None) -> str:
+    """report.md: the table, the comparisons the user named, the tuning stage of a fair ablation, the runs left
+    out, an Optuna search, the plots."""
     lines = [
         "# ftlab sweep report",
         "",
@@ -133,11 +209,16 @@ def report_markdown(dirs, runs, configs, metric, summary, missing_plots) -> str:
             "peak train MB is the GPU's peak allocation on CUDA, the process's peak resident memory on CPU."
         ),
         "",
-        SPREAD_RULE,
+        VERDICT_RULE,
         "",
         summary["table"] if configs else f"No finished run recorded `{metric}`.",
         "",
+        *design_notes(summary["comparisons"]),
     ]
+    if named:
+        lines += ["## Comparisons you named", "", markdown_table(*comparisons_table(named)[0]), ""]
+    if tuning:
+        lines += tuning_section(tuning)
     left_out = [r for r in runs if r["status"] != "ok" or r["value"] is None]
     if left_out:
         lines += ["## Runs not in the table", "", "| run | status | reason | directory |", "| --- | --- | --- | --- |"]
@@ -148,6 +229,25 @@ def report_markdown(dirs, runs, configs, metric, summary, missing_plots) -> str:
         ] + [""]
     lines += search_section(dirs, runs) + ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in summary["plots"]]
     return "\n".join(lines + [f"- `{name}` not drawn: {why}" for name, why in missing_plots.items()]) + "\n"
+
+
+def design_notes(comparisons: list) -> list:
+    """What the verdicts stand on: how many questions were paired, and where a run had no per-question record."""
+    if not comparisons:
+        return []
+    paired = sorted({c["questions"] for c in comparisons if c["paired"]})
+    notes = []
+    if paired:
+        notes.append(f"Paired over {' or '.join(map(str, paired))} held-out questions.")
+    unpaired = [c for c in comparisons if not c["paired"]]
+    if unpaired:
+        notes.append(
+            f"{len(unpaired)} comparison(s) used run-level numbers only (no per-question record of the metric in "
+            "answers.json): a Welch test over seeds."
+        )
+    if any(c["p"] is None for c in comparisons):
+        notes.append("With one seed per configuration the seed spread is unmeasured: add seeds (seed=1,2,3).")
+    return [" ".join(notes), ""]
 
 
 def search_section(dirs: list, runs: list) -> list:
@@ -190,3 +290,36 @@ def same_value(recorded, wanted) -> bool:
         return math.isclose(float(recorded), float(wanted), rel_tol=1e-9)
     except (TypeError, ValueError):
         return str(recorded).strip("'\"").lower() == str(wanted).lower()
+
+
+def tuning_section(tuning: dict) -> list:
+    """The report's account of the tuning stage: the budget, each arm's range and choice."""
+    lines = [
+        "## Tuning (stage 1)",
+        "",
+        (
+            f"Every arm had {tuning['budget']} trials (learning rates log-spaced over its strategy's `lr_range`, one "
+            f"seed), chosen by `{tuning['select']}` on the validation split of the training data; the held-out "
+            "questions played no part. The table above compares the arms at their chosen rates."
+        ),
+        "",
+    ]
+    if not tuning["equal_budget"]:
+        lines += ["**The arms did not all get the same number of trials**: see the counts below.", ""]
+    lines += [
+        "| arm | trials | learning rates tried | validation loss | chosen rate |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    edge = []  # chosen at an end of its range
+    for arm, trials in tuning["arms"].items():
+        rates = ", ".join(f"{t['lr']:.3g}" for t in trials if t["lr"])
+        losses = ", ".join("–" if t["validation_loss"] is None else f"{t['validation_loss']:.3f}" for t in trials)
+        chosen = tuning["chosen"].get(arm)
+        finished = [t for t in trials if t["validation_loss"] is not None]
+        shown = f"{chosen:.3g}" if finished else "skipped: cannot train" if chosen is not None else "none finished"
+        lines.append(f"| {arm} | {len(trials)} | {rates} | {losses} | {shown} |")
+        if finished and any(math.isclose(chosen, t["lr"]) for t in (trials[0], trials[-1])):
+            edge.append(arm)
+    if edge:
+        lines += ["", f"Chosen at the edge of its range (the best rate may lie beyond it): {', '.join(edge)}."]
+    return [*lines, ""]

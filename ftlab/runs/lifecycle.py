@@ -106,6 +106,8 @@ class Run:
             "resume_command": resume_command(cfg, hydra_cfg, self.dir, self.multirun),
             "safety": {"trust_remote_code": cfg.model.trust_remote_code, "allow_pickle": cfg.model.allow_pickle},
         }
+        if cfg.tune.trial is not None or cfg.tune.chosen:  # a fair-ablation run: its arm and rate (report/fair.py)
+            self.results["tune"] = {"arm": cfg.tune.arm, "trial": cfg.tune.trial, "lr": float(cfg.optimizer.lr)}
         self.to_do, self.checkpoint, self.metric = False, None, None  # checkpoint: the checkpoint-N to resume from
         self.phase, self.tracker, self.environment, self.record = Phases(), NoTracker(), None, {}
 
