@@ -222,6 +222,26 @@ def test_compare_names_any_two_configurations(sweep, tmp_path):
     assert proc.stderr.startswith("error: --compare: no configuration 'lora' (the table has: full · none, lora · none")
 
 
+def test_without_answers_or_seeds_the_report_says_what_its_verdicts_stand_on(tmp_path):
+    """Runs from before answers.json (or a metric with no per-question record) are compared over seeds alone; with
+    one seed per configuration there is no verdict, only the gap."""
+    for job, (strategy, seed, accuracy) in enumerate(
+        [("full", 1, 0.8), ("full", 2, 0.84), ("lora", 1, 0.5), ("lora", 2, 0.54)]
+    ):
+        write_run(tmp_path / "old", job, strategy, seed=seed, accuracy=accuracy, questions=0)
+    summary = write_report([tmp_path / "old"], tmp_path / "out")
+    (comparison,) = summary["comparisons"]
+    assert not comparison["paired"] and comparison["verdict"].startswith("worse (p")  # Welch over 2 + 2 seeds
+    assert "1 comparison(s) used run-level numbers only" in summary["report"].read_text()
+    for job, (strategy, accuracy) in enumerate([("full", 0.8), ("lora", 0.5)]):
+        write_run(tmp_path / "single", job, strategy, accuracy=accuracy)
+    summary = write_report([tmp_path / "single"], tmp_path / "out2")
+    (comparison,) = summary["comparisons"]
+    assert comparison["p"] is None and comparison["diff"] == pytest.approx(-0.3)
+    assert comparison["verdict"] == "seed spread unmeasured (1 seed per configuration): no verdict"
+    assert "the seed spread is unmeasured: add seeds" in summary["report"].read_text()
+
+
 def test_a_loss_metric_ranks_the_lowest_first(sweep, tmp_path):
     summary = write_report([sweep], tmp_path / "out", metric="eval.loss")
     rows = read_csv(tmp_path / "out" / "report.csv")
