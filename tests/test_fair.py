@@ -5,6 +5,7 @@ rates whose real difference the verdict finds."""
 import csv
 import json
 import random
+import re
 
 import pytest
 from helpers import read_results, run_cli
@@ -47,6 +48,27 @@ def test_the_choice_reads_only_validation_loss_and_skips_what_cannot_train():
     assert tuning["chosen"] == {"lora": 1e-2, "full": 3e-4}  # full: stage 2 skips it again; prefix: no rate
     assert tuning["budget"] == 2 and tuning["equal_budget"]
     assert not choose(runs[:3])["equal_budget"]
+
+
+def test_a_runs_rate_is_its_trial_of_the_range_or_its_arms_choice():
+    from helpers import compose_cfg
+
+    def lr(*overrides):
+        return compose_cfg(["sweep=fair_ablation", *overrides]).optimizer.lr
+
+    assert lr("strategy=lora", "tune.trial=0") == pytest.approx(1e-3)  # conf/strategy/lora.yaml lr_range
+    assert lr("strategy=lora", "tune.trial=3") == pytest.approx(3e-2)
+    assert lr("strategy=lora", "tune.trial=1", "tune.trials=3") == pytest.approx((1e-3 * 3e-2) ** 0.5)
+    # strategy x quant arms: the arm's name is what tune.arm interpolates
+    arm = ["strategy=lora", "quant=4bit", "tune.arm=${strategy.name}_${quant.name}", "tune.trial=null"]
+    assert lr(*arm, "++tune.chosen={lora_4bit:0.02,lora_none:0.005}") == 0.02
+    for overrides, message in [
+        (["strategy=lora", "tune.trial=4"], "tune.trial: expected 0 .. 3 (tune.trials=4), got 4"),
+        (["tune.trial=1", "data.validation_split=0"], "data.validation_split: a fair ablation chooses on a validation"),
+        ([*arm, "++tune.chosen={lora_none:0.005}"], "tune.chosen: no learning rate for arm 'lora_4bit'"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):  # one line, naming the key
+            lr(*overrides)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +138,22 @@ def test_a_real_difference_between_real_runs_gets_p_below_005(defaults, tmp_path
     seeds = [load_run(d / "results.json", "eval.loss") for d in sorted(defaults.glob("*_tiny-full-*"))]
     one, two = ([list(per_question(run, "eval.loss").values())] for run in seeds[:2])
     assert compare(one, two)["p"] is None  # seed spread unmeasured: no verdict, whatever the gap
+
+
+@pytest.mark.slow
+def test_the_seed_pairs_benchmark_compares_seeds_of_one_configuration(defaults, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "pairs.json"
+    args = [sys.executable, "benchmarks/seed_pairs.py", str(defaults), "--metric", "eval.loss", "--out", str(out)]
+    proc = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pairs = json.loads(out.read_text())["pairs"]
+    assert sorted((p["configuration"], *p["seeds"]) for p in pairs) == [
+        (name, a, b) for name in ("full", "prefix") for a, b in ((1, 2), (1, 3), (2, 3))
+    ]
+    assert all(0 <= p["p_verdict"] <= 1 for p in pairs) and "6 seed pairs called different" in proc.stdout
 
 
 @pytest.mark.slow

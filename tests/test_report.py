@@ -242,6 +242,22 @@ def test_without_answers_or_seeds_the_report_says_what_its_verdicts_stand_on(tmp
     assert "the seed spread is unmeasured: add seeds" in summary["report"].read_text()
 
 
+def test_the_reward_win_rate_is_paired_per_question(tmp_path):
+    """eval.reward.win_rate (a reward model judging the tuned answer against the base's): each question's win in
+    answers.json is what the verdict pairs."""
+    for job, (objective, seed, wins) in enumerate([("dpo", 1, 70), ("dpo", 2, 74), ("rlhf", 1, 40), ("rlhf", 2, 44)]):
+        run_dir = write_run(tmp_path / "sweep", job, "lora", seed=seed, accuracy=0.5, overrides=(f"+o={objective}",))
+        results = json.loads((run_dir / "results.json").read_text())
+        results["eval"]["reward"] = {"win_rate": wins / 100}
+        (run_dir / "results.json").write_text(json.dumps(results))
+        answers = [{"question": f"q{q}?", "reward_win": 1.0 if q < wins else 0.0} for q in range(100)]
+        (run_dir / "answers.json").write_text(json.dumps({"answers": answers}))
+    summary = write_report([tmp_path / "sweep"], tmp_path / "out", metric="eval.reward.win_rate")
+    (comparison,) = summary["comparisons"]
+    assert comparison["paired"] and comparison["questions"] == 100
+    assert comparison["diff"] == pytest.approx(-0.30) and comparison["verdict"].startswith("worse (p")
+
+
 def test_a_loss_metric_ranks_the_lowest_first(sweep, tmp_path):
     summary = write_report([sweep], tmp_path / "out", metric="eval.loss")
     rows = read_csv(tmp_path / "out" / "report.csv")
