@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats
 
 ALPHA, POWER = 0.05, 0.80
-RESAMPLES = 4000  # the interval's ends move by about 0.002 accuracy between bootstrap seeds
+RESAMPLES = 4000  # ends vary by sd 0.003 accuracy across bootstrap seeds (fair ablation, lora vs full); seed 0 here
 
 
 def seed_variance(values: np.ndarray) -> tuple[float, int] | None:
