@@ -11,8 +11,11 @@ from ftlab.core.files import PROJECT_ROOT
 pytestmark = pytest.mark.slow
 # hr_bot, the default experiment, runs in full below (test_default_hr_experiment_beats_the_base_model)
 EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml") if p.stem != "hr_bot")
-# fair_ablation runs two stages: tests/test_fair.py runs it
-SWEEPS = sorted(p for p in (PROJECT_ROOT / "sweeps").glob("*.yaml") if p.stem != "fair_ablation")
+# Run elsewhere, and not twice: fair_ablation's two stages (tests/test_fair.py), search_lora's trials
+# (tests/test_sweeps.py), and ablation, whose grid (full, lora, prefix x none, 4bit) is part of
+# full_vs_peft_vs_quant's. Every preset's header command composes (tests/test_conf_files.py).
+RUN_ELSEWHERE = {"fair_ablation", "search_lora", "ablation"}
+SWEEPS = sorted(p for p in (PROJECT_ROOT / "sweeps").glob("*.yaml") if p.stem not in RUN_ELSEWHERE)
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +56,11 @@ def test_sweep_preset_runs_every_point_and_reports(sweep, tmp_path, request):
     overrides = [f"sweep={sweep.stem}", *QUICK, f"hydra.sweep.dir={tmp_path}"]  # multirun without -m
     if "RUN_DIR" in sweep.read_text():  # a pipeline stage: it names earlier runs
         overrides += [f"{k}={v}" for k, v in request.getfixturevalue("earlier_runs").items()]
-    if "override /hydra/sweeper: optuna" in sweep.read_text():
-        overrides.append("hydra.sweeper.n_trials=2")  # a search: two trials show it works
-        expected = 2
-    else:
-        params = dict(preset.hydra.sweeper.params)
-        if "seed" in params and len(params) > 1:  # every point of the grid, for one seed: seeds differ only in seed
-            overrides.append("seed=1")
-            del params["seed"]
-        expected = math.prod(len(str(values).split(",")) for values in params.values())
+    params = dict(preset.hydra.sweeper.params)
+    if "seed" in params and len(params) > 1:  # every point of the grid, for one seed: seeds differ only in seed
+        overrides.append("seed=1")
+        del params["seed"]
+    expected = math.prod(len(str(values).split(",")) for values in params.values())
     code, out = run_cli(overrides)
     assert code == 0, out[-3000:]
     statuses = [read_results(p)["status"] for p in tmp_path.iterdir() if (p / "results.json").exists()]
@@ -69,6 +68,22 @@ def test_sweep_preset_runs_every_point_and_reports(sweep, tmp_path, request):
     assert set(statuses) <= {"ok", "skipped"} and "ok" in statuses
     for name in ("report.md", "report.csv", "runs.csv"):
         assert (tmp_path / "report" / name).stat().st_size > 0, name
+
+
+def test_the_ablation_grid_is_run_within_full_vs_peft_vs_quant():
+    """Why the ablation preset is not run above: every point of it, bar the seed, is a point of the bigger grid."""
+    grids = {}
+    for name in ("ablation", "full_vs_peft_vs_quant"):
+        preset = OmegaConf.load(PROJECT_ROOT / "sweeps" / f"{name}.yaml")
+        params = {k: set(str(v).split(",")) for k, v in preset.hydra.sweeper.params.items() if k != "seed"}
+        grids[name] = (
+            OmegaConf.to_container(preset.defaults),
+            {k: v for k, v in preset.items() if k != "hydra"},
+            params,
+        )
+    (defaults, settings, small), (big_defaults, big_settings, big) = grids["ablation"], grids["full_vs_peft_vs_quant"]
+    assert defaults == big_defaults and settings == big_settings  # the same runs, point for point
+    assert small.keys() == big.keys() and all(small[k] <= big[k] for k in small)
 
 
 def test_default_hr_experiment_beats_the_base_model(tmp_path):
