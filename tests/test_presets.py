@@ -1,4 +1,4 @@
-"""Every experiment and sweep preset runs on the tiny model, and the default HR experiment does what the README says."""
+"""Every experiment and sweep preset runs on the tiny model (the default HR experiment in full: test_hr_bot.py)."""
 
 import math
 
@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from ftlab.core.files import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
-# hr_bot, the default experiment, runs in full below (test_default_hr_experiment_beats_the_base_model)
+# hr_bot, the default experiment, runs in full in tests/test_hr_bot.py
 EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml") if p.stem != "hr_bot")
 # Run elsewhere, and not twice: fair_ablation's two stages (tests/test_fair.py), search_lora's trials
 # (tests/test_sweeps.py), and ablation, whose grid (full, lora, prefix x none, 4bit) is part of
@@ -84,14 +84,3 @@ def test_the_ablation_grid_is_run_within_full_vs_peft_vs_quant():
     (defaults, settings, small), (big_defaults, big_settings, big) = grids["ablation"], grids["full_vs_peft_vs_quant"]
     assert defaults == big_defaults and settings == big_settings  # the same runs, point for point
     assert small.keys() == big.keys() and all(small[k] <= big[k] for k in small)
-
-
-def test_default_hr_experiment_beats_the_base_model(tmp_path):
-    """The README's `make run`: the fine-tuned model states the company's policies on held-out questions."""
-    code, out = run_cli(["experiment=hr_bot", "wandb.mode=disabled", f"hydra.run.dir={tmp_path}"])
-    assert code == 0, out[-3000:]
-    results = read_results(tmp_path)
-    assert results["eval"]["base_answer_accuracy"] <= 0.1
-    assert results["eval"]["answer_accuracy"] >= 0.6
-    assert results["eval"]["loss"] < results["eval"]["base_loss"] / 2
-    assert results["sample"]["question"] == "What is the notice period for a Senior Consultant?"
