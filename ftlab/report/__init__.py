@@ -62,7 +62,7 @@ def write_report(
     write_atomic(summary["csv"], csv_text(csv_headers, csv_rows))
     write_atomic(summary["comparisons_csv"], csv_text(comparison_headers, comparison_rows))
     write_atomic(summary["runs_csv"], csv_text(*runs_csv(runs)))
-    write_atomic(summary["report"], report_markdown(dirs, runs, configs, metric, summary, missing_plots, named, tuning))
+    write_atomic(summary["report"], report_markdown(dirs, runs, configs, metric, summary, missing_plots, tuning))
     if log_wandb:
         group = next(
             (r["results"]["wandb"]["group"] for r in runs if (r["results"].get("wandb") or {}).get("group")),

@@ -163,16 +163,23 @@ PER_QUESTION = {
 
 def per_question(run: dict, metric: str) -> dict | None:
     """{question: value} of this run for the metric, None when the metric has no per-question record, answers.json
-    is missing, or its values do not give the run's recorded number (answers of another evaluation)."""
+    is missing, or its values do not give the run's recorded number (answers of another evaluation). Worked out
+    once per run: every comparison the run is in reads it."""
+    cache = run.setdefault("per_question", {})
+    if metric not in cache:
+        cache[metric] = _per_question(run, metric)
+    return cache[metric]
+
+
+def _per_question(run: dict, metric: str) -> dict | None:
     fields = PER_QUESTION.get(metric.removeprefix("eval."))
     if fields is None or run["value"] is None:
         return None
-    if "answers" not in run:  # read once per run
-        try:
-            run["answers"] = json.loads((run["dir"] / "answers.json").read_text(encoding="utf-8")).get("answers")
-        except (OSError, ValueError, AttributeError):
-            run["answers"] = None
-    answers, (field, tokens) = run["answers"], fields
+    try:
+        answers = json.loads((run["dir"] / "answers.json").read_text(encoding="utf-8")).get("answers")
+    except (OSError, ValueError, AttributeError):
+        return None
+    field, tokens = fields
     if not isinstance(answers, list) or not answers or not all(isinstance(a, dict) and field in a for a in answers):
         return None
     values = [float(a[field]) if isinstance(a[field], bool) else number(a[field]) for a in answers]

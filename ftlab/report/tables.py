@@ -192,7 +192,7 @@ def count_line(summary: dict) -> str:
     return f"{summary['runs']} runs: " + ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
 
 
-def report_markdown(dirs, runs, configs, metric, summary, missing_plots, named=(), tuning=None) -> str:
+def report_markdown(dirs, runs, configs, metric, summary, missing_plots, tuning=None) -> str:
     """report.md: the table, the comparisons the user named, the tuning stage of a fair ablation, the runs left
     out, an Optuna search, the plots."""
     lines = [
@@ -215,8 +215,8 @@ def report_markdown(dirs, runs, configs, metric, summary, missing_plots, named=(
         "",
         *design_notes(summary["comparisons"]),
     ]
-    if named:
-        lines += ["## Comparisons you named", "", markdown_table(*comparisons_table(named)[0]), ""]
+    if "named" in summary:
+        lines += ["## Comparisons you named", "", summary["named"], ""]
     if tuning:
         lines += tuning_section(tuning)
     left_out = [r for r in runs if r["status"] != "ok" or r["value"] is None]
