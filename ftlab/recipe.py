@@ -1,7 +1,7 @@
 """The recipe of one run, top to bottom in the order its parts depend on each other: data -> model -> evaluate the
-base -> compression -> strategy -> trainer -> train -> evaluate -> save. Around it, the run directory's lifecycle
-(ftlab/runs/lifecycle.py) claims, resumes, records the status and handles failures; ftlab/runs/records.py turns what
-the recipe measured into results.json.
+base (and, opt-in, what it knows) -> compression -> strategy -> trainer -> train -> evaluate -> save. Around it, the
+run directory's lifecycle (ftlab/runs/lifecycle.py) claims, resumes, records the status and handles failures;
+ftlab/runs/records.py turns what the recipe measured into results.json.
 
 Run as: python -m ftlab [group=option ...] [key=value ...]   (ftlab/run.py calls recipe() inside the lifecycle)"""
 
@@ -10,7 +10,9 @@ import logging
 from omegaconf import DictConfig
 from transformers import set_seed
 
+from ftlab.core.files import write_json
 from ftlab.data.load import prepare
+from ftlab.eval.forgetting import Forgetting
 from ftlab.eval.judges import evaluator, trainer_eval_data
 from ftlab.model import compress
 from ftlab.model.load import load_base, load_tokenizer
@@ -49,6 +51,9 @@ def recipe(cfg: DictConfig, run) -> tuple[dict, list]:
         # preference pairs for a reward model; the trainer's eval loss reads pairs or questions (objective.eval_pairs).
         judge = evaluator(cfg, tokenizer)
         eval_data = trainer_eval_data(cfg, validation)
+        # What fine-tuning may make the model forget (opt-in): a general retention set (data.retention) and
+        # lm-eval-harness tasks (eval.harness.tasks), read and checked now, judged before and after like the rest.
+        forgetting = Forgetting(cfg, tokenizer)
 
     # 2. The base model, quantized as the run asks, with the objective's head; judged before anything changes it:
     # the "before" numbers.
@@ -56,6 +61,7 @@ def recipe(cfg: DictConfig, run) -> tuple[dict, list]:
         model = load_base(cfg.model, cfg.quant, path, cfg.objective.head, cfg.dist.name)
     with phase("base_eval"):
         base = judge(model)
+    base_kept = forgetting(model, phase, "base_")
 
     with phase("trainer_setup"):
         # 3. Compression works on the plain layers, so it comes before a PEFT adapter wraps them: QAT swaps the blocks'
@@ -96,17 +102,20 @@ def recipe(cfg: DictConfig, run) -> tuple[dict, list]:
     final, compressed = compress.finish(trainer.model, cfg.quant, compress_state, tokenizer, run.dir)
 
     # 8. The same judge on the fine-tuned model: the "after" numbers (given the base's, a reward model named by
-    # eval.reward_model also scores both models' answers).
+    # eval.reward_model also scores both models' answers); then what it kept of the base's general ability.
     reset_peak_memory()
     with phase("eval"):
         tuned = judge(final, base)
         validation_loss = trainer.evaluate()["eval_loss"] if validation is not None else None
     eval_memory = peak_memory_mb()
+    kept = forgetting(final, phase, "")
 
     # 9. Save what trained (rank 0 writes); the base model stays where it came from.
     if run.is_main:
         with phase("save"):
             save_trained(final, tokenizer, cfg.strategy, run.dir / "model")
+            if forgetting:  # per row and per question, both models: what the sweep report pools over seeds
+                write_json(run.dir / "retention.json", forgetting.items(base_kept, kept))
     answers = judge.answers(base, tuned)
     return run_record(
         cfg,
@@ -124,4 +133,5 @@ def recipe(cfg: DictConfig, run) -> tuple[dict, list]:
         data={**data_record, "preparation": data_prep},
         examples=len(train_data),
         answers=answers,
+        forgetting=forgetting.record(base_kept, kept),
     ), answers

@@ -88,7 +88,9 @@ def uninterrupted(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# SIGKILL on the LoRA cases (an SFT and a DPO trainer); full fine-tuning resumes from the checkpoint Ctrl-C writes
+# below, to the same weights: a third kill case repeated that for 25 s of CI.
+@pytest.mark.parametrize("case", ["sft-lora", "dpo-lora"])
 def test_killed_run_resumes_to_the_same_weights_and_losses(case, uninterrupted, tmp_path):
     args = [*CASES[case], *RESUMABLE]
     proc = start(args, tmp_path)

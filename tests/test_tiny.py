@@ -45,3 +45,27 @@ def test_same_settings_reuse_the_cache(tiny_path):
     from helpers import compose_cfg
 
     assert tiny_model_dir(compose_cfg().model.tiny) == tiny_path
+
+
+def test_the_retention_rows_are_held_out_of_the_build_and_their_answers_are_not(tiny_path):
+    """The retention set measures forgetting only if the base never saw its rows but learned their answers: every
+    retention row is out of pre-training (and the tokenizer's texts), every answer is in it under another question,
+    and no answer is one the preference or KTO data train against. make_retention.py rebuilds the files unchanged."""
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from ftlab.model.tiny import _texts
+
+    retention = [json.loads(line)["messages"] for line in (DATA_DIR / "retention.jsonl").read_text().splitlines()]
+    texts = _pretraining_texts(AutoTokenizer.from_pretrained(tiny_path))
+    tokenizer_texts = list(_texts())
+    for user, assistant in retention:
+        assert not any(user["content"] in t for t in texts + tokenizer_texts), user["content"]
+        assert any(assistant["content"] in t for t in texts), assistant["content"]
+    rejected = {json.loads(line)["rejected"] for line in (DATA_DIR / "preferences.jsonl").read_text().splitlines()}
+    assert not {assistant["content"] for _, assistant in retention} & rejected
+    before = {p: p.read_bytes() for p in [DATA_DIR / "retention.jsonl", DATA_DIR / "harness" / "hr_general.jsonl"]}
+    subprocess.run([sys.executable, DATA_DIR / "make_retention.py"], check=True, capture_output=True)
+    assert {p: p.read_bytes() for p in before} == before

@@ -93,6 +93,7 @@ class DataConfig:
     max_tokens: int | None = MISSING
     validation_split: float = MISSING
     leakage: str = MISSING
+    retention: str | None = MISSING
 
 
 @dataclass
@@ -160,6 +161,18 @@ class TrainConfig:
 
 
 @dataclass
+class HarnessConfig:
+    tasks: list[str] = MISSING
+    include_path: str | None = MISSING
+    limit: int | None = MISSING
+    num_fewshot: int | None = MISSING
+    batch_size: int = MISSING
+    chat_template: bool = MISSING
+    bootstrap_iters: int = MISSING
+    metric: str = MISSING
+
+
+@dataclass
 class EvalConfig:
     max_new_tokens: int = MISSING
     batch_size: int = MISSING
@@ -167,6 +180,7 @@ class EvalConfig:
     num_failures: int = MISSING
     sample_question: str = MISSING
     reward_model: str | None = MISSING
+    harness: HarnessConfig = MISSING
 
 
 @dataclass

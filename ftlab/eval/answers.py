@@ -23,26 +23,38 @@ def states_facts(answer: str, facts: list) -> bool:
     return all(f" {normalise(fact)} " in said for fact in facts)
 
 
-@torch.no_grad()
 def answer_loss(model, tokenizer, rows: list, system_prompt, batch_size: int = 16) -> tuple[float, list, list]:
     """Mean token loss of the reference answers (end-of-turn included) given their questions, through the chat
     template: the same number for every objective, so runs compare. Also each question's summed loss and token
     count, which the held-out loss's interval resamples (eval/uncertainty.py)."""
+    return token_loss(
+        model,
+        [chat_ids(tokenizer, chat_prompt(row["question"], system_prompt), row["answer"]) for row in rows],
+        tokenizer.pad_token_id,
+        batch_size,
+    )
+
+
+def chat_ids(tokenizer, prompt: list, answer: str) -> tuple[list, list]:
+    """(the prompt's token ids with the assistant's turn opened, the whole conversation's ids with the answer)."""
+    p = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)
+    full = tokenizer.apply_chat_template(
+        prompt + [{"role": "assistant", "content": answer}], tokenize=True, return_dict=True
+    )
+    return p["input_ids"], full["input_ids"]
+
+
+@torch.no_grad()
+def token_loss(model, pairs: list, pad: int, batch_size: int = 16) -> tuple[float, list, list]:
+    """(mean token loss, summed loss per row, tokens per row) of each row's tokens after its prompt: pairs are
+    (prompt ids, full ids); an empty prompt scores the whole text."""
     model.eval()
     sums, counts = [], []
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        ids, labels = [], []
-        for row in batch:
-            prompt = chat_prompt(row["question"], system_prompt)
-            full = prompt + [{"role": "assistant", "content": row["answer"]}]
-            p = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)
-            f = tokenizer.apply_chat_template(full, tokenize=True, return_dict=True)
-            p_ids, f_ids = p["input_ids"], f["input_ids"]
-            ids.append(f_ids)
-            labels.append([-100] * len(p_ids) + f_ids[len(p_ids) :])
+    for start in range(0, len(pairs), batch_size):
+        batch = pairs[start : start + batch_size]
+        ids = [full for _, full in batch]
+        labels = [[-100] * len(prompt) + full[len(prompt) :] for prompt, full in batch]
         width = max(map(len, ids))
-        pad = tokenizer.pad_token_id
         input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=model.device)
         mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=model.device)
         target = torch.tensor([x + [-100] * (width - len(x)) for x in labels], device=model.device)
@@ -57,14 +69,19 @@ def answer_loss(model, tokenizer, rows: list, system_prompt, batch_size: int = 1
 
 @torch.no_grad()
 def generate_answers(model, tokenizer, questions: list, system_prompt, max_new_tokens: int, batch_size: int) -> list:
-    """Greedy answers, batched with left padding (decoder-only models continue from the right end)."""
+    """Greedy answers, batched with left padding (decoder-only models continue from the right end). A question is a
+    string (asked after the system prompt) or a list of messages (as it is)."""
     model.eval()
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     answers = []
     try:
         for start in range(0, len(questions), batch_size):
             prompts = [
-                tokenizer.apply_chat_template(chat_prompt(q, system_prompt), add_generation_prompt=True, tokenize=False)
+                tokenizer.apply_chat_template(
+                    chat_prompt(q, system_prompt) if isinstance(q, str) else q,
+                    add_generation_prompt=True,
+                    tokenize=False,
+                )
                 for q in questions[start : start + batch_size]
             ]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)

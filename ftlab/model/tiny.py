@@ -11,8 +11,11 @@ from ftlab.core.files import PROJECT_ROOT, build_once, cache_root
 from ftlab.data.load import paragraph_chunks
 
 DATA_DIR = PROJECT_ROOT / "data" / "hr"
-# Every shipped text the tokenizer learns from.
+# Every shipped text the tokenizer learns from. generic.jsonl's rows that are also in retention.jsonl are held out of
+# the whole build (tokenizer and pre-training): the retention set measures what fine-tuning makes the base forget, on
+# general rows it never saw (data/hr/make_retention.py picks them).
 TOKENIZER_FILES = ["handbook.md", "qa.jsonl", "chat.jsonl", "heldout.jsonl", "generic.jsonl"]
+RETENTION = "retention.jsonl"
 SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
 # Made-up employers. The base model's pre-training sees generic HR chats under an HR-assistant system prompt of
 # each of these and of Velmora (so, deployed at Velmora, it answers like a generic chatbot: the "before" of the
@@ -44,19 +47,27 @@ def tiny_model_dir(tiny_cfg) -> str:
     settings = {k: tiny_cfg[k] for k in tiny_cfg}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(Path(__file__).read_bytes())  # a change to this builder rebuilds the model
-    for name in TOKENIZER_FILES:
+    for name in TOKENIZER_FILES + [RETENTION]:
         digest.update((DATA_DIR / name).read_bytes())
     return build_once(cache_root() / f"tiny-{digest.hexdigest()[:12]}", lambda folder: _build(settings, folder))
 
 
+def _lines(name: str) -> list:
+    """A shipped JSONL file's lines; generic.jsonl without the retention set's rows."""
+    lines = (DATA_DIR / name).read_text(encoding="utf-8").splitlines()
+    if name == "generic.jsonl":
+        held_out = set((DATA_DIR / RETENTION).read_text(encoding="utf-8").splitlines())
+        lines = [line for line in lines if line not in held_out]
+    return lines
+
+
 def _texts():
     for name in TOKENIZER_FILES:
-        path = DATA_DIR / name
-        if path.suffix == ".jsonl":
-            for line in path.read_text(encoding="utf-8").splitlines():
+        if name.endswith(".jsonl"):
+            for line in _lines(name):
                 yield " ".join(_strings(json.loads(line)))
         else:
-            yield path.read_text(encoding="utf-8")
+            yield (DATA_DIR / name).read_text(encoding="utf-8")
 
 
 def _strings(obj):
@@ -71,7 +82,7 @@ def _strings(obj):
 
 
 def _pretraining_texts(tokenizer) -> list:
-    generic = [json.loads(line)["messages"] for line in (DATA_DIR / "generic.jsonl").read_text().splitlines()]
+    generic = [json.loads(line)["messages"] for line in _lines("generic.jsonl")]
     companies = OTHER_COMPANIES + ["Velmora Consulting"]
     chats = [
         tokenizer.apply_chat_template(

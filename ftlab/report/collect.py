@@ -173,7 +173,7 @@ def per_question(run: dict, metric: str) -> dict | None:
 
 def _per_question(run: dict, metric: str) -> dict | None:
     fields = PER_QUESTION.get(metric.removeprefix("eval."))
-    if fields is None or run["value"] is None:
+    if fields is None:
         return None
     try:
         answers = json.loads((run["dir"] / "answers.json").read_text(encoding="utf-8")).get("answers")
@@ -184,12 +184,11 @@ def _per_question(run: dict, metric: str) -> dict | None:
         return None
     values = [float(a[field]) if isinstance(a[field], bool) else number(a[field]) for a in answers]
     weights = [number(a.get(tokens)) for a in answers] if tokens else [1.0] * len(answers)
-    if None in values or None in weights or not sum(weights):
+    linear = linearised(values, weights)
+    if linear is None:
         return None
-    mean = sum(values) / sum(weights)
-    scale = len(values) / sum(weights)
-    linear = [mean + (v - mean * w) * scale for v, w in zip(values, weights)]
-    if not math.isclose(mean, run["value"], rel_tol=1e-6, abs_tol=1e-9):
+    recorded = number(lookup(run["results"], metric))  # the run's own number of this metric, not only the ranked one
+    if recorded is None or not math.isclose(sum(linear) / len(linear), recorded, rel_tol=1e-6, abs_tol=1e-9):
         return None
     keyed = {}
     for answer, value in zip(answers, linear):  # a question asked twice is two questions
@@ -198,3 +197,12 @@ def _per_question(run: dict, metric: str) -> dict | None:
             key += " (again)"
         keyed[key] = value
     return keyed
+
+
+def linearised(values: list, weights: list) -> list | None:
+    """A ratio's rows (sum(values) / sum(weights)) as numbers whose plain mean is that ratio, m + (v - m * w) / mean
+    weight: what a bootstrap over rows resamples. None when a value or weight is missing or the weights sum to 0."""
+    if None in values or None in weights or not sum(weights):
+        return None
+    mean, scale = sum(values) / sum(weights), len(values) / sum(weights)
+    return [mean + (v - mean * w) * scale for v, w in zip(values, weights)]

@@ -1,9 +1,11 @@
-"""The sweep report's plots: quality against trainable parameters and memory, loss curves, and quality per config."""
+"""The sweep report's plots: quality against trainable parameters and memory, loss curves, quality per config, and
+what each configuration learned against what it forgot."""
 
 import math
 from pathlib import Path
 
 from ftlab.core.files import write_png
+from ftlab.report.forgetting import RETENTION, forgetting_columns
 
 FIGSIZE, DPI = (8, 5), 120
 
@@ -29,6 +31,8 @@ def write_plots(configs: list, metric: str, out_dir: Path, tuning: dict | None =
         "loss_curves.png": lambda: loss_curves(configs),
         "accuracy_by_strategy.png": lambda: quality_bars(configs, metric),
         **({"lr_sensitivity.png": lambda: lr_sensitivity(tuning)} if tuning else {}),
+        # Only where some run measured forgetting (data.retention, eval.harness.tasks): a sweep without is unchanged.
+        **({"learned_vs_forgotten.png": lambda: learned_vs_forgotten(configs)} if forgetting_columns(configs) else {}),
     }
     written, missing = [], {}
     for name, draw in plots.items():
@@ -93,12 +97,68 @@ def quality_scatter(configs, metric, cost, x_label, title, log_x=False):
     ax.set(xlabel=x_label, ylabel=f"{nice(metric)} (mean ± 1 sd over seeds)", title=title)
     ax.grid(alpha=0.3)
     legend_outside(ax)
-    if not label_points(figure, ax, [(c[cost], c["mean"], c["sd"], c["label"]) for c in points]):
-        # Too crowded for names: each point gets its row number in the table (best first), keyed beside the plot.
-        rank = {id(c): str(i + 1) for i, c in enumerate(configs)}
-        legend_outside(ax, key=[f"{rank[id(c)]}  {c['label']}" for c in points])
-        label_points(figure, ax, [(c[cost], c["mean"], c["sd"], rank[id(c)]) for c in points], crowded=True)
+    name_points(figure, ax, configs, [(c, c[cost], c["mean"], c["sd"]) for c in points])
     return figure
+
+
+def name_points(figure, ax, configs: list, points: list) -> None:
+    """Each (config, x, y, half height) point named as the table names it; too crowded for names, its row number in
+    the table (best first), keyed beside the plot."""
+    if not label_points(figure, ax, [(x, y, h, c["label"]) for c, x, y, h in points]):
+        rank = {id(c): str(i + 1) for i, c in enumerate(configs)}
+        legend_outside(ax, key=[f"{rank[id(c)]}  {c['label']}" for c, *_ in points])
+        label_points(figure, ax, [(x, y, h, rank[id(c)]) for c, x, y, h in points], crowded=True)
+
+
+def learned_vs_forgotten(configs: list):
+    """What each configuration learned (answer accuracy gain over the base) against what it forgot: the retention
+    loss increase, or without a retention set the first harness task's score drop; each a 95% interval over seeds
+    and rows in both directions. Up and to the left is the fine-tuning one wants."""
+    column = RETENTION if RETENTION in forgetting_columns(configs) else forgetting_columns(configs)[0]
+    sign = 1 if column == RETENTION else -1  # a loss that rises is forgotten; a score that drops is
+    points = [(c, c["forgetting"][column], c["gain"]) for c in configs if column in c["forgetting"] and c["gain"]]
+    if not points:
+        return "no configuration recorded its answer accuracy and its base's beside a forgetting measure"
+    figure = new_figure()
+    ax = figure.add_subplot()
+    colours = strategy_colours(configs)
+    placed = []
+    for c, forgot, gain in points:
+        x, left, right = spread(forgot, sign)
+        y, down, up = spread(gain, 1)
+        ax.errorbar(
+            x,
+            y,
+            xerr=[[left], [right]],
+            yerr=[[down], [up]],
+            fmt="o",
+            ms=8,
+            capsize=4,
+            color=colours[c["strategy"]],
+            label=c["strategy"],
+            zorder=3,
+        )
+        placed.append((c, x, y, max(down, up)))
+    ax.axhline(0, color="0.35", linestyle="--", linewidth=1, zorder=1)  # learned nothing
+    ax.axvline(0, color="0.35", linestyle="--", linewidth=1, zorder=1)  # forgot nothing
+    ax.margins(x=0.18, y=0.15)
+    task, _, metric = column.partition(" Δ")
+    forgotten = "retention loss increase, tuned - base" if sign > 0 else f"{task} {metric} drop, base - tuned"
+    ax.set(
+        xlabel=f"forgotten: {forgotten} (95% CI)",
+        ylabel="learned: answer accuracy gain, tuned - base (95% CI)",
+        title="What fine-tuning learned vs what it forgot",
+    )
+    ax.grid(alpha=0.3)
+    legend_outside(ax)
+    name_points(figure, ax, configs, placed)
+    return figure
+
+
+def spread(change: dict, sign: int) -> tuple:
+    """(centre, length below, length above) of a {"change", "ci"} as an error bar, flipped when sign is -1."""
+    centre, (low, high) = sign * change["change"], sorted(sign * v for v in change["ci"])
+    return centre, max(0.0, centre - low), max(0.0, high - centre)
 
 
 def draw_base_lines(ax, configs) -> None:

@@ -1,9 +1,11 @@
-"""The sweep report's statistics: each configuration's mean and spread over seeds, and its paired verdicts."""
+"""The sweep report's statistics: each configuration's mean and spread over seeds, what it forgot, and its paired
+verdicts."""
 
 import re
 import statistics
 
 from ftlab.report.collect import COSTS, base_metric, fmt, lookup, number, per_question, short
+from ftlab.report.forgetting import forgetting
 
 VERDICT_RULE = (
     "`Δ vs best` is each configuration's mean minus the best one's, paired over the same held-out questions and "
@@ -36,12 +38,12 @@ def summarise_configurations(runs: list, columns: list, metric: str, pairs: tupl
             if k in first["choices"]
             else f"{k.rsplit('.', 1)[-1]}={short(first['config'].get(k, '-'))}"
             for k in columns
-        )
+        ) or re.sub(r"-s\d+$", "", first["name"])
         mean, sd, n = mean_sd(m["value"] for m in members)
         loss_mean, loss_sd, _ = mean_sd(lookup(m["results"], "eval.loss") for m in members)
         configs.append(
             {
-                "label": label or re.sub(r"-s\d+$", "", first["name"]),
+                "label": label,
                 "runs": members,
                 "columns": [first["config"].get(k, "") for k in columns],
                 "strategy": first["choices"].get("strategy", "-"),
@@ -53,6 +55,7 @@ def summarise_configurations(runs: list, columns: list, metric: str, pairs: tupl
                 "loss_sd": loss_sd,
                 "base": mean_sd(lookup(m["results"], base_metric(metric)) for m in members)[0],
                 **{key: mean_sd(map(of_run, members))[0] if of_run else None for key, (_, _, of_run) in COSTS.items()},
+                **forgetting(members, label),  # the second axis: what it forgot (report/forgetting.py)
             }
         )
     for config in configs:

@@ -5,6 +5,7 @@ import io
 import math
 
 from ftlab.report.collect import COSTS, fmt, short
+from ftlab.report.forgetting import FORGETTING_RULE, csv_name, forgetting_columns
 from ftlab.report.summary import VERDICT_RULE, lower_is_better, p_text
 
 
@@ -12,6 +13,7 @@ def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
     """(headers, rows) as people read them (0.750 ± 0.071, 1.2M), and as numbers for report.csv and W&B."""
     # Nothing varied but the seed: the one row is named after its runs. A cost no run measured is left out.
     costs = [k for k in COSTS if any(c[k] is not None for c in configs)]
+    forgot = forgetting_columns(configs)  # none in a sweep that measured no forgetting
     headers = [
         *(columns or ["configuration"]),
         "n",
@@ -19,6 +21,7 @@ def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
         f"base {metric}",
         "eval loss (mean ± sd)",
         *(COSTS[k][0] for k in costs),
+        *forgot,
         "Δ vs best [95% CI]",
         "p (Holm)",
         "verdict",
@@ -31,6 +34,7 @@ def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
             fmt(c["base"]),
             with_sd(c["loss_mean"], c["loss_sd"]),
             *(human_count(c[k]) if k == "params" else fmt(c[k]) for k in costs),
+            *(change_cell(c["forgetting"].get(k)) for k in forgot),
             *(comparison_cells(c["vs_best"]) if c["vs_best"] else ["–", "–", "best"]),
         ]
         for c in configs
@@ -45,16 +49,33 @@ def configuration_tables(configs: list, columns: list, metric: str) -> tuple:
         "eval_loss_mean",
         "eval_loss_sd",
         *(COSTS[k][1] for k in costs),
+        *(csv_name(k) + end for k in forgot for end in ("", "_ci_low", "_ci_high")),
         *COMPARISON_CSV,
     ]
     raw = ["n", "mean", "sd", "base", "loss_mean", "loss_sd", *costs]
     return (headers, rows), (
         raw_headers,
         [
-            [c["label"], *c["columns"], *(c[k] for k in raw), *comparison_numbers(c["vs_best"] or {"verdict": "best"})]
+            [
+                c["label"],
+                *c["columns"],
+                *(c[k] for k in raw),
+                *(v for k in forgot for v in change_numbers(c["forgetting"].get(k))),
+                *comparison_numbers(c["vs_best"] or {"verdict": "best"}),
+            ]
             for c in configs
         ],
     )
+
+
+def change_cell(change: dict | None) -> str:
+    """A forgetting measure as the tables show it: +0.123 [0.100, 0.150], or – when not measured."""
+    return with_interval(change["change"], change["ci"]) if change else "–"
+
+
+def change_numbers(change: dict | None) -> list:
+    """The same as numbers: change, ci low, ci high (blank when not measured)."""
+    return [change["change"], *change["ci"]] if change else [None, None, None]
 
 
 COMPARISON_CSV = [
@@ -71,11 +92,9 @@ COMPARISON_CSV = [
 
 def comparison_cells(comparison: dict) -> list:
     """Δ [95% CI], the Holm-corrected p, the verdict: as the tables show them."""
-    diff, (low, high) = comparison["diff"], comparison["ci"]
-    signed = ("+" if diff >= 0 else "") + fmt(diff)
     p = comparison["p_holm"]
     return [
-        f"{signed} [{fmt(low)}, {fmt(high)}]",
+        with_interval(comparison["diff"], comparison["ci"]),
         "–" if p is None else p_text(p).removeprefix("p = "),
         comparison["verdict"],
     ]
@@ -121,6 +140,11 @@ def comparisons_table(comparisons: list) -> tuple:
         for c in comparisons
     ]
     return (headers, rows), (csv_headers, csv_rows)
+
+
+def with_interval(value, ci) -> str:
+    """+0.123 [0.100, 0.150]: a change and its 95% interval."""
+    return f"{'+' if value >= 0 else ''}{fmt(value)} [{fmt(ci[0])}, {fmt(ci[1])}]"
 
 
 def with_sd(mean, sd) -> str:
@@ -211,6 +235,7 @@ def report_markdown(dirs, runs, configs, metric, summary, missing_plots, tuning=
         "",
         VERDICT_RULE,
         "",
+        *([FORGETTING_RULE, ""] if forgetting_columns(configs) else []),
         summary["table"] if configs else f"No finished run recorded `{metric}`.",
         "",
         *design_notes(summary["comparisons"]),

@@ -58,6 +58,7 @@ def run_record(
     data: dict,
     examples: int,
     answers: list,
+    forgetting: dict,
 ) -> dict:
     """results.json's record of what the recipe did: the numbers of training (trained: the Trainer's TrainOutput)
     and of the judge's evaluation before and after (validation_losses and peak_memory_mb: each before, after)."""
@@ -87,6 +88,7 @@ def run_record(
             ),
             "peak_memory_mb": peak_memory_mb[1],
         },
+        **forgetting,  # "retention" and "harness", where the run measured them (eval/forgetting.py)
         "compression": compression,
         "performance": performance(args, trainer.model),
         "phases_s": {name: round(seconds, 3) for name, seconds in run.phase.items()},
@@ -113,6 +115,11 @@ def tracker_metrics(results: dict) -> dict:
         "params/total": results["params"]["total"],
         "saved/bytes": results["saved"]["bytes"],
     }
+    metrics |= {f"retention/{k}": v for k, v in (results.get("retention") or {}).items() if isinstance(v, float)}
+    harness = results.get("harness") or {}
+    for side in ("base", "tuned"):
+        for task, scores in (harness.get(side) or {}).items():
+            metrics |= {f"harness/{side}/{task}/{m}": v for m, v in scores.items() if v is not None}
     return metrics | ({"sparsity/overall": c["overall"]} if "overall" in c else {})
 
 
@@ -191,6 +198,26 @@ def ci(interval: list, digits: int) -> str:
     return f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def retention_lines(results: dict) -> list:
+    """The summary's second half: what the tuned model kept of the base's general ability."""
+    k, h = results.get("retention"), results.get("harness")
+    lines = []
+    if k:
+        lines.append(
+            f"retention loss   base {k['base_loss']:.3f} -> fine-tuned {k['loss']:.3f}, change "
+            f"{k['loss_change']:+.3f} {ci(k['loss_change_ci'], 3)}  (higher: forgotten; {k['rows']} general rows)"
+        )
+    for task, scores in (h or {}).get("tuned", {}).items():
+        metric = h["metric"] if h["metric"] in scores else next(iter(scores))
+        change = h["change"].get(task, {}).get(metric)
+        lines.append(
+            f"{task:<16} base {h['base'][task][metric]:.2f} -> fine-tuned {scores[metric]:.2f} {metric}"
+            + (f", change {change['change']:+.2f} {ci(change['ci'], 2)}" if change else "")
+            + "  (lm-eval-harness)"
+        )
+    return lines
+
+
 def print_summary(results: dict, run_dir: Path) -> None:
     e, t, p = results["eval"], results["train"], results["params"]
     r, c = e.get("reward") or {}, results.get("compression") or {}
@@ -216,6 +243,7 @@ def print_summary(results: dict, run_dir: Path) -> None:
         f"{c['kernels']}"
         if "overall" in c
         else "",
+        *retention_lines(results),
         f"trainable params {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.2f}%)",
         f"training         {t['steps']} steps, {t['runtime_s']:.0f} s, {t['tokens_per_s'] or 0:.0f} tokens/s, "
         f"peak memory {t['peak_memory_mb']:.0f} MB",
