@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from helpers import QUICK, compose_cfg, read_results, run_cli
+from omegaconf import OmegaConf
 
 from ftlab.config.rules import incompatibility
 from ftlab.data.load import DataError, eval_pairs, train_dataset
@@ -108,14 +109,26 @@ def test_the_wrong_data_shape_for_an_objective_is_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    """An SFT run with a LoRA adapter, and a reward model started from it: what later stages name."""
+    """The RLHF pipeline's presets, as `make pipeline` runs them (quick settings): an SFT run with a LoRA adapter, a
+    reward model started from it (experiment=pipeline_reward), then sweep=pipeline_compare: DPO and online RL
+    (experiment=pipeline_dpo, pipeline_rlhf) from the SFT run, judged by the reward model. The presets run here, not
+    also in test_presets.py."""
     root = tmp_path_factory.mktemp("chain")
-    code, out = run_cli([*QUICK, "strategy=lora", f"hydra.run.dir={root / 'sft'}"])
-    assert code == 0, out[-3000:]
-    code, out = run_cli(
-        [*QUICK, "objective=reward", "strategy=full", f"model.path={root / 'sft'}", f"hydra.run.dir={root / 'reward'}"]
-    )
-    assert code == 0, out[-3000:]
+    stages = [
+        [*QUICK, "strategy=lora", f"hydra.run.dir={root / 'sft'}"],
+        [*QUICK, "experiment=pipeline_reward", f"model.path={root / 'sft'}", f"hydra.run.dir={root / 'reward'}"],
+        [
+            *QUICK,
+            "sweep=pipeline_compare",
+            f"model.path={root / 'sft'}",
+            f"eval.reward_model={root / 'reward'}",
+            f"hydra.sweep.dir={root / 'compare'}",
+        ],
+    ]
+    for args in stages:
+        code, out = run_cli(args)
+        assert code == 0, out[-3000:]
+    assert out.count("reward model     base answers") == 2  # each policy run's summary: the reward model's verdict
     return root
 
 
@@ -124,23 +137,17 @@ def test_reward_run_reports_pairwise_accuracy(chain):
     e = read_results(chain / "reward")["eval"]
     assert e["pairs"] == 6 and 0 <= e["pairwise_accuracy"] <= 1 and 0 <= e["base_pairwise_accuracy"] <= 1
     assert isinstance(e["mean_margin"], float)
+    assert OmegaConf.load(chain / "reward" / "config.yaml").model.path == str(chain / "sft")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("objective,reference", [("dpo", "adapter disabled"), ("rlhf", None)])
-def test_policy_stage_starts_from_the_sft_run_and_is_judged_by_the_reward_model(objective, reference, chain, tmp_path):
-    code, out = run_cli(
-        [
-            *QUICK,
-            f"objective={objective}",
-            "strategy=lora",
-            f"model.path={chain / 'sft'}",
-            f"eval.reward_model={chain / 'reward'}",
-            f"hydra.run.dir={tmp_path}",
-        ]
-    )
-    assert code == 0, out[-3000:]
-    results = read_results(tmp_path)
+def test_policy_stage_starts_from_the_sft_run_and_is_judged_by_the_reward_model(objective, reference, chain):
+    """pipeline_dpo and pipeline_rlhf, run by sweep=pipeline_compare."""
+    runs = [p for p in (chain / "compare").iterdir() if (p / "results.json").is_file()]
+    (run_dir,) = [p for p in runs if read_results(p)["choices"]["objective"] == objective]
+    results = read_results(run_dir)
+    assert results["status"] == "ok"
     sft = read_results(chain / "sft")
     # The starting model is the SFT run (its adapter merged): its held-out loss is this run's base loss.
     assert results["eval"]["base_loss"] == pytest.approx(sft["eval"]["loss"], rel=1e-3)
@@ -148,10 +155,10 @@ def test_policy_stage_starts_from_the_sft_run_and_is_judged_by_the_reward_model(
     assert 0 <= reward["win_rate"] <= 1 and reward["questions"] == 6 and "wins" not in reward
     assert isinstance(reward["base_mean"], float) and isinstance(reward["tuned_mean"], float)
     # each question's win is in answers.json (what the report's paired verdicts resample), summing to the rate
-    wins = [a["reward_win"] for a in json.loads((tmp_path / "answers.json").read_text())["answers"]]
+    wins = [a["reward_win"] for a in json.loads((run_dir / "answers.json").read_text())["answers"]]
     assert len(wins) == 6 and set(wins) <= {0.0, 0.5, 1.0} and sum(wins) / 6 == pytest.approx(reward["win_rate"])
     assert (reference in results["reference"]) if reference else results["reference"] is None
-    assert "win rate" in out
+    assert (chain / "compare" / "report" / "report.md").stat().st_size > 0
 
 
 @pytest.mark.slow

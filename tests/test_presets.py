@@ -9,61 +9,55 @@ from omegaconf import OmegaConf
 from ftlab.core.files import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
-# hr_bot, the default experiment, runs in full in tests/test_hr_bot.py
-EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml") if p.stem != "hr_bot")
-# Run elsewhere, and not twice: fair_ablation's two stages (tests/test_fair.py), search_lora's trials
+# Run elsewhere, and not twice: hr_bot, the default experiment, in full (tests/test_hr_bot.py); the RLHF pipeline's
+# presets (pipeline_reward, then pipeline_compare: pipeline_dpo and pipeline_rlhf) chained as `make pipeline` chains
+# them (tests/test_preference.py); fair_ablation's two stages (tests/test_fair.py), search_lora's trials
 # (tests/test_sweeps.py), and ablation, whose grid (full, lora, prefix x none, 4bit) is part of
 # full_vs_peft_vs_quant's. Every preset's header command composes (tests/test_conf_files.py).
-RUN_ELSEWHERE = {"fair_ablation", "search_lora", "ablation"}
+RUN_ELSEWHERE = {"hr_bot", "pipeline_reward", "pipeline_dpo", "pipeline_rlhf", "pipeline_compare"}
+RUN_ELSEWHERE |= {"fair_ablation", "search_lora", "ablation"}
+EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml") if p.stem not in RUN_ELSEWHERE)
 SWEEPS = sorted(p for p in (PROJECT_ROOT / "sweeps").glob("*.yaml") if p.stem not in RUN_ELSEWHERE)
-
-
-@pytest.fixture(scope="module")
-def earlier_runs(tmp_path_factory):
-    """What the pipeline presets name (model.path=SFT run, eval.reward_model=reward run): quick runs of their own."""
-    root = tmp_path_factory.mktemp("earlier")
-    for name, overrides in [("sft", ["strategy=lora"]), ("reward", ["objective=reward", f"model.path={root / 'sft'}"])]:
-        code, out = run_cli([*QUICK, *overrides, f"hydra.run.dir={root / name}"])
-        assert code == 0, out[-3000:]
-    return {"model.path": root / "sft", "eval.reward_model": root / "reward"}
-
-
-def needed(overrides: list, earlier_runs) -> list:
-    """The run directories a preset leaves to the command line (`<...>` placeholders), from earlier_runs."""
-    cfg = compose_cfg(overrides)
-    return [f"{key}={value}" for key, value in earlier_runs.items() if str(OmegaConf.select(cfg, key)).startswith("<")]
+# The ablation presets' harness task on 8 of its questions (about half a second per model)
+SWEEP_QUICK = [*QUICK, "eval.harness.limit=8"]
 
 
 @pytest.mark.parametrize("preset", EXPERIMENTS)
-def test_experiment_preset_runs(preset, tmp_path, request):
+def test_experiment_preset_runs(preset, tmp_path):
     overrides = [f"experiment={preset}"]
-    if "<the " in (PROJECT_ROOT / "experiments" / f"{preset}.yaml").read_text():
-        overrides += needed(overrides, request.getfixturevalue("earlier_runs"))
-        assert len(overrides) > 1, "the preset's placeholders were not found"
-    elif compose_cfg(overrides).model.path != "tiny":  # a hub model: run the preset's recipe on the tiny model
+    if compose_cfg(overrides).model.path != "tiny":  # a hub model: run the preset's recipe on the tiny model
         overrides += ["model=tiny", "model.dtype=float32"]
     code, out = run_cli([*overrides, *QUICK, f"hydra.run.dir={tmp_path}"])
     assert code == 0, out[-3000:]
-    results = read_results(tmp_path)
-    assert results["status"] == "ok"
-    for key, value in (o.split("=", 1) for o in overrides if o.startswith(("model.path=", "eval.reward_model="))):
-        assert OmegaConf.load(tmp_path / "config.yaml")[key.split(".")[0]][key.split(".")[1]] == value
+    assert read_results(tmp_path)["status"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """Each sweep preset run once, every point of its grid for one seed: {name: (sweep dir, number of points)}."""
+    done = {}
+
+    def get(name):
+        if name not in done:
+            preset = OmegaConf.load(PROJECT_ROOT / "sweeps" / f"{name}.yaml")
+            sweep_dir = tmp_path_factory.mktemp(name)
+            overrides = [f"sweep={name}", *SWEEP_QUICK, f"hydra.sweep.dir={sweep_dir}"]  # multirun without -m
+            params = dict(preset.hydra.sweeper.params)
+            if "seed" in params and len(params) > 1:  # every point of the grid, for one seed: seeds differ only in seed
+                overrides.append("seed=1")
+                del params["seed"]
+            code, out = run_cli(overrides)
+            assert code == 0, out[-3000:]
+            done[name] = sweep_dir, math.prod(len(str(values).split(",")) for values in params.values())
+        return done[name]
+
+    return get
 
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
-def test_sweep_preset_runs_every_point_and_reports(sweep, tmp_path, request):
+def test_sweep_preset_runs_every_point_and_reports(sweep, swept):
     preset = OmegaConf.load(sweep)
-    # multirun without -m; the ablation presets' harness task on 8 of its questions (a quarter second per model)
-    overrides = [f"sweep={sweep.stem}", *QUICK, "eval.harness.limit=8", f"hydra.sweep.dir={tmp_path}"]
-    if "RUN_DIR" in sweep.read_text():  # a pipeline stage: it names earlier runs
-        overrides += [f"{k}={v}" for k, v in request.getfixturevalue("earlier_runs").items()]
-    params = dict(preset.hydra.sweeper.params)
-    if "seed" in params and len(params) > 1:  # every point of the grid, for one seed: seeds differ only in seed
-        overrides.append("seed=1")
-        del params["seed"]
-    expected = math.prod(len(str(values).split(",")) for values in params.values())
-    code, out = run_cli(overrides)
-    assert code == 0, out[-3000:]
+    tmp_path, expected = swept(sweep.stem)
     runs = [read_results(p) for p in tmp_path.iterdir() if (p / "results.json").exists()]
     statuses = [r["status"] for r in runs]
     assert len(statuses) == expected
@@ -72,6 +66,37 @@ def test_sweep_preset_runs_every_point_and_reports(sweep, tmp_path, request):
         assert all("retention" in r and "harness" in r for r in runs if r["status"] == "ok")
     for name in ("report.md", "report.csv", "runs.csv"):
         assert (tmp_path / "report" / name).stat().st_size > 0, name
+
+
+def test_a_sweep_skips_incompatible_pairs_and_runs_the_rest(swept):
+    """full_vs_peft_vs_quant: a 4-bit base cannot train its own weights (full) or ftlab's adapter layers: those two
+    points are recorded as skipped with the way out; the other ten run."""
+    sweep_dir, _ = swept("full_vs_peft_vs_quant")
+    runs = {p.name.split("_", 1)[1]: read_results(p) for p in sweep_dir.iterdir() if (p / "results.json").exists()}
+    skipped = {name for name, r in runs.items() if r["status"] == "skipped"}
+    assert skipped == {"tiny-full-sft-4bit-s42", "tiny-adapter-sft-4bit-s42"}
+    assert all("strategy=lora" in runs[name]["reason"] for name in skipped)
+    assert all(r["status"] == "ok" for name, r in runs.items() if name not in skipped)
+
+
+@pytest.mark.parametrize(
+    "strategy,files",
+    [("adapter", ["adapter.safetensors"]), ("full", ["model.safetensors"]), ("prefix", ["adapter_model.safetensors"])],
+)
+def test_other_strategies_save_and_reload(strategy, files, swept):
+    """Each strategy's saved model/ reloads (ftlab.model.source.load_run) to the held-out loss its run recorded."""
+    from ftlab.data.load import eval_questions
+    from ftlab.eval.answers import answer_loss
+    from ftlab.model.source import load_run
+
+    sweep_dir, _ = swept("full_vs_peft_vs_quant")
+    (run_dir,) = [p for p in sweep_dir.glob(f"*_tiny-{strategy}-sft-none-s42")]
+    assert read_results(run_dir)["status"] == "ok"
+    for name in files:
+        assert (run_dir / "model" / name).exists(), name
+    model, tokenizer, cfg = load_run(run_dir)
+    loss = answer_loss(model, tokenizer, eval_questions(cfg.data, 6), cfg.data.system_prompt)[0]
+    assert loss == pytest.approx(read_results(run_dir)["eval"]["loss"], rel=1e-4)
 
 
 def test_the_ablation_grid_is_run_within_full_vs_peft_vs_quant():

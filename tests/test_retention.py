@@ -10,6 +10,7 @@ from ftlab.data.load import DataError
 from ftlab.eval.answers import answer_loss
 from ftlab.eval.harness import Harness
 from ftlab.eval.retention import Retention
+from ftlab.runs.records import tracker_metrics
 
 FORGETTING = ["data.retention=data/hr/retention.jsonl", "eval.harness.tasks=[hr_general]"]
 
@@ -62,6 +63,9 @@ def test_full_fine_tuning_at_a_high_rate_forgets_what_the_base_knew(tmp_path):
     )
     phases = read_results(tmp_path)["phases_s"]
     assert {"base_retention", "retention", "base_harness", "harness"} <= set(phases)
+    logged = tracker_metrics(read_results(tmp_path))  # what W&B's summary gets
+    assert logged["retention/loss_change"] == r["loss_change"]
+    assert logged["harness/tuned/hr_general/acc"] == h["tuned"]["hr_general"]["acc"]
     assert "retention loss   base" in out and "hr_general       base" in out  # the summary's second half
 
 

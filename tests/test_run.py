@@ -95,46 +95,8 @@ def test_reloaded_run_gives_the_same_eval_loss(lora_run):
     assert loss == pytest.approx(read_results(run_dir)["eval"]["loss"], rel=1e-4)
 
 
-@pytest.fixture(scope="module")
-def strategy_runs(tmp_path_factory):
-    """One sweep process, three strategies: {strategy: run directory}."""
-    sweep_dir = tmp_path_factory.mktemp("strategies")
-    code, out = run_cli(["-m", *QUICK, "strategy=adapter,full,prefix", f"hydra.sweep.dir={sweep_dir}"])
-    assert code == 0, out[-3000:]
-    return {read_results(p)["choices"]["strategy"]: p for p in sweep_dir.iterdir() if (p / "results.json").exists()}
-
-
-@pytest.mark.parametrize(
-    "strategy,files",
-    [("adapter", ["adapter.safetensors"]), ("full", ["model.safetensors"]), ("prefix", ["adapter_model.safetensors"])],
-)
-def test_other_strategies_save_and_reload(strategy, files, strategy_runs):
-    from ftlab.data.load import eval_questions
-    from ftlab.eval.answers import answer_loss
-    from ftlab.model.source import load_run
-
-    run_dir = strategy_runs[strategy]
-    assert read_results(run_dir)["status"] == "ok"
-    for name in files:
-        assert (run_dir / "model" / name).exists(), name
-    model, tokenizer, cfg = load_run(run_dir)
-    loss = answer_loss(model, tokenizer, eval_questions(cfg.data, 6), cfg.data.system_prompt)[0]
-    assert loss == pytest.approx(read_results(run_dir)["eval"]["loss"], rel=1e-4)
-
-
-def test_sweep_skips_incompatible_pairs_and_runs_the_rest(tmp_path):
-    code, out = run_cli(["-m", "strategy=full,lora", "quant=none,4bit", *QUICK, f"hydra.sweep.dir={tmp_path}"])
-    assert code == 0, out[-3000:]
-    runs = {p.name.split("_", 1)[1]: read_results(p) for p in tmp_path.iterdir() if (p / "results.json").exists()}
-    assert set(runs) == {
-        "tiny-full-sft-none-s42",
-        "tiny-full-sft-4bit-s42",
-        "tiny-lora-sft-none-s42",
-        "tiny-lora-sft-4bit-s42",
-    }
-    assert runs["tiny-full-sft-4bit-s42"]["status"] == "skipped"
-    assert "strategy=lora" in runs["tiny-full-sft-4bit-s42"]["reason"]
-    assert all(r["status"] == "ok" for name, r in runs.items() if name != "tiny-full-sft-4bit-s42")
+# Other strategies' saved models reload to their recorded loss, and a sweep skips pairs that cannot train: on the
+# full_vs_peft_vs_quant preset's runs (tests/test_presets.py), which run those strategies and pairs anyway.
 
 
 @pytest.mark.parametrize("objective", ["domain"])  # instruct: lora_run above; sft: the strategy runs
