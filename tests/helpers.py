@@ -2,6 +2,7 @@
 one trained run that the chat, demo and card tests reuse."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -44,6 +45,40 @@ QUICK = [
     "data.max_train_examples=24",
     "wandb.mode=disabled",
 ]
+
+
+# Sweep presets on quick settings; the ablation presets' harness task on 8 of its questions (half a second a model).
+SWEEP_QUICK = [*QUICK, "eval.harness.limit=8"]
+
+
+def run_sweep_preset(name: str, sweep_dir: Path) -> tuple[int, str]:
+    """`python -m ftlab sweep=NAME` on quick settings, every point of its grid for one seed (seeds differ only in
+    seed): (the number of points, the command's output)."""
+    from omegaconf import OmegaConf
+
+    params = dict(OmegaConf.load(PROJECT_ROOT / "sweeps" / f"{name}.yaml").hydra.sweeper.params)
+    overrides = [f"sweep={name}", *SWEEP_QUICK, f"hydra.sweep.dir={sweep_dir}"]  # multirun without -m
+    if "seed" in params and len(params) > 1:
+        overrides.append("seed=1")
+        del params["seed"]
+    code, out = run_cli(overrides)
+    assert code == 0, out[-3000:]
+    return math.prod(len(str(values).split(",")) for values in params.values()), out
+
+
+def check_sweep_preset(name: str, sweep_dir: Path, points: int) -> None:
+    """Every point has a run, each ok or skipped (at least one ok), the report is written, and the ablation presets
+    measured forgetting in every run that finished."""
+    from omegaconf import OmegaConf
+
+    runs = [read_results(p) for p in sweep_dir.iterdir() if (p / "results.json").exists()]
+    statuses = [r["status"] for r in runs]
+    assert len(statuses) == points
+    assert set(statuses) <= {"ok", "skipped"} and "ok" in statuses
+    if OmegaConf.select(OmegaConf.load(PROJECT_ROOT / "sweeps" / f"{name}.yaml"), "data.retention"):
+        assert all("retention" in r and "harness" in r for r in runs if r["status"] == "ok")
+    for report in ("report.md", "report.csv", "runs.csv"):
+        assert (sweep_dir / "report" / report).stat().st_size > 0, report
 
 
 # Enough training (a high learning rate, no eval-loss curve) that the adapter changes the answers: a chat that

@@ -3,7 +3,7 @@ under fixed sparsity masks."""
 
 import pytest
 import torch
-from helpers import QUICK, compose_cfg, read_results, run_cli
+from helpers import QUICK, check_sweep_preset, compose_cfg, read_results, run_cli, run_sweep_preset
 from omegaconf import OmegaConf
 
 from ftlab.data.load import eval_questions, train_dataset
@@ -29,20 +29,41 @@ def train_steps(cfg, model, tokenizer, peft_config, tmp_path, steps=4):
     return trainer.model
 
 
+@pytest.fixture(scope="module")
+def compress_sweep(tmp_path_factory):
+    """sweep=compress once (full and LoRA x none, 4-bit, QAT, PTQ, 2:4 and unstructured sparsity, with the retention
+    set and harness task): its runs are what the tests below read. (sweep dir, points, output)."""
+    sweep_dir = tmp_path_factory.mktemp("compress")
+    return sweep_dir, *run_sweep_preset("compress", sweep_dir)
+
+
+def run_of(compress_sweep, strategy: str, quant: str):
+    (run_dir,) = compress_sweep[0].glob(f"*_tiny-{strategy}-sft-{quant}-s1")
+    return run_dir
+
+
+@pytest.mark.slow
+def test_the_compress_preset_runs_every_point_and_reports(compress_sweep):
+    sweep_dir, points, _ = compress_sweep
+    check_sweep_preset("compress", sweep_dir, points)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("quant", ["qat_int8_int4", "ptq_int8_int4"])
-def test_converting_run_evaluates_and_saves_the_int_model(quant, tmp_path):
+def test_converting_run_evaluates_and_saves_the_int_model(quant, compress_sweep):
     """quant=qat_int8_int4 and its yardstick ptq_int8_int4: the evaluated and saved model has int weights and loads
-    with from_pretrained. One training each: PTQ is a run of its own, not a second model inside the QAT run."""
+    with from_pretrained. One training each: PTQ is a run of its own, not a second model inside the QAT run. The
+    harness task ran on the int model (eval.harness judges the final model)."""
     from transformers import AutoModelForCausalLM
 
-    code, out = run_cli([*QUICK, "strategy=full", f"quant={quant}", f"hydra.run.dir={tmp_path}"])
-    assert code == 0, out[-3000:]
+    tmp_path = run_of(compress_sweep, "full", quant)
     results = read_results(tmp_path)
+    assert results["harness"]["tuned"]["hr_general"]["acc"] is not None
     compression, evals = results["compression"], results["eval"]
     assert compression["method"] == quant[:3] and compression["scheme"] == "int8_int4"
     assert compression["quantized_layers"] == BLOCK_LINEARS
     assert compression["weight_tensors"] == {"IntxUnpackedToInt8Tensor": BLOCK_LINEARS}
-    assert not [key for key in evals if key.startswith("ptq")] and "PTQ" not in out
+    assert not [key for key in evals if key.startswith("ptq")]
     # What was evaluated is what was saved: reloaded, it is still int and gives the recorded held-out loss.
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     assert type(model.model.layers[0].mlp.down_proj.weight).__name__ == "IntxUnpackedToInt8Tensor"
@@ -106,15 +127,15 @@ def test_ptq_quantizes_plain_training_like_torchao(tiny_path, tmp_path):
         assert torch.equal(final(**ids).logits, inner.eval()(**ids).logits)
 
 
-def test_sparse_2of4_run_keeps_the_pattern_through_training(tmp_path):
+@pytest.mark.slow
+def test_sparse_2of4_run_keeps_the_pattern_through_training(compress_sweep):
     """quant=sparse_2of4 (Wanda): every group of 4 weights in the saved model has at least 2 zeros, exactly half
     of each layer is zero, the kept weights trained, and results.json reports it per layer."""
     from safetensors.torch import load_file
 
     from ftlab.model.tiny import tiny_model_dir
 
-    code, out = run_cli([*QUICK, "strategy=full", "quant=sparse_2of4", f"hydra.run.dir={tmp_path}"])
-    assert code == 0, out[-3000:]
+    tmp_path, out = run_of(compress_sweep, "full", "sparse_2of4"), compress_sweep[2]
     sparsity = read_results(tmp_path)["compression"]
     assert sparsity["pattern"] == "2of4" and sparsity["criterion"] == "wanda" and sparsity["overall"] == 0.5
     assert len(sparsity["layers"]) == BLOCK_LINEARS and set(sparsity["layers"].values()) == {0.5}

@@ -1,25 +1,22 @@
 """Every experiment and sweep preset runs on the tiny model (the default HR experiment in full: test_hr_bot.py)."""
 
-import math
-
 import pytest
-from helpers import QUICK, compose_cfg, read_results, run_cli
+from helpers import QUICK, check_sweep_preset, compose_cfg, read_results, run_cli, run_sweep_preset
 from omegaconf import OmegaConf
 
 from ftlab.core.files import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
-# Run elsewhere, and not twice: hr_bot, the default experiment, in full (tests/test_hr_bot.py); the RLHF pipeline's
-# presets (pipeline_reward, then pipeline_compare: pipeline_dpo and pipeline_rlhf) chained as `make pipeline` chains
-# them (tests/test_preference.py); fair_ablation's two stages (tests/test_fair.py), search_lora's trials
+# Run elsewhere, and not twice (each CLI process costs about 6 s of imports): hr_bot, the default experiment, in full
+# (tests/test_hr_bot.py); the RLHF pipeline's presets (pipeline_reward, then pipeline_compare: pipeline_dpo and
+# pipeline_rlhf) chained as `make pipeline` chains them (tests/test_preference.py); compress, whose QAT, PTQ and
+# sparse runs tests/test_compress.py reads; fair_ablation's two stages (tests/test_fair.py), search_lora's trials
 # (tests/test_sweeps.py), and ablation, whose grid (full, lora, prefix x none, 4bit) is part of
 # full_vs_peft_vs_quant's. Every preset's header command composes (tests/test_conf_files.py).
 RUN_ELSEWHERE = {"hr_bot", "pipeline_reward", "pipeline_dpo", "pipeline_rlhf", "pipeline_compare"}
-RUN_ELSEWHERE |= {"fair_ablation", "search_lora", "ablation"}
+RUN_ELSEWHERE |= {"compress", "fair_ablation", "search_lora", "ablation"}
 EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml") if p.stem not in RUN_ELSEWHERE)
 SWEEPS = sorted(p for p in (PROJECT_ROOT / "sweeps").glob("*.yaml") if p.stem not in RUN_ELSEWHERE)
-# The ablation presets' harness task on 8 of its questions (about half a second per model)
-SWEEP_QUICK = [*QUICK, "eval.harness.limit=8"]
 
 
 @pytest.mark.parametrize("preset", EXPERIMENTS)
@@ -34,21 +31,13 @@ def test_experiment_preset_runs(preset, tmp_path):
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """Each sweep preset run once, every point of its grid for one seed: {name: (sweep dir, number of points)}."""
+    """Each sweep preset run once: {name: (sweep dir, number of points)}."""
     done = {}
 
     def get(name):
         if name not in done:
-            preset = OmegaConf.load(PROJECT_ROOT / "sweeps" / f"{name}.yaml")
             sweep_dir = tmp_path_factory.mktemp(name)
-            overrides = [f"sweep={name}", *SWEEP_QUICK, f"hydra.sweep.dir={sweep_dir}"]  # multirun without -m
-            params = dict(preset.hydra.sweeper.params)
-            if "seed" in params and len(params) > 1:  # every point of the grid, for one seed: seeds differ only in seed
-                overrides.append("seed=1")
-                del params["seed"]
-            code, out = run_cli(overrides)
-            assert code == 0, out[-3000:]
-            done[name] = sweep_dir, math.prod(len(str(values).split(",")) for values in params.values())
+            done[name] = sweep_dir, run_sweep_preset(name, sweep_dir)[0]
         return done[name]
 
     return get
@@ -56,16 +45,7 @@ def swept(tmp_path_factory):
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
 def test_sweep_preset_runs_every_point_and_reports(sweep, swept):
-    preset = OmegaConf.load(sweep)
-    tmp_path, expected = swept(sweep.stem)
-    runs = [read_results(p) for p in tmp_path.iterdir() if (p / "results.json").exists()]
-    statuses = [r["status"] for r in runs]
-    assert len(statuses) == expected
-    assert set(statuses) <= {"ok", "skipped"} and "ok" in statuses
-    if OmegaConf.select(preset, "data.retention"):  # the ablation presets measure forgetting in every run
-        assert all("retention" in r and "harness" in r for r in runs if r["status"] == "ok")
-    for name in ("report.md", "report.csv", "runs.csv"):
-        assert (tmp_path / "report" / name).stat().st_size > 0, name
+    check_sweep_preset(sweep.stem, *swept(sweep.stem))
 
 
 def test_a_sweep_skips_incompatible_pairs_and_runs_the_rest(swept):
