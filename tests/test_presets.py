@@ -1,7 +1,7 @@
 """Every experiment and sweep preset runs on the tiny model (the default HR experiment in full: test_hr_bot.py)."""
 
 import pytest
-from helpers import QUICK, check_sweep_preset, compose_cfg, read_results, run_cli, run_sweep_preset
+from helpers import QUICK, check_export, check_sweep_preset, compose_cfg, read_results, run_cli, run_sweep_preset
 from omegaconf import OmegaConf
 
 from ftlab.core.files import PROJECT_ROOT
@@ -77,6 +77,14 @@ def test_other_strategies_save_and_reload(strategy, files, swept):
     model, tokenizer, cfg = load_run(run_dir)
     loss = answer_loss(model, tokenizer, eval_questions(cfg.data, 6), cfg.data.system_prompt)[0]
     assert loss == pytest.approx(read_results(run_dir)["eval"]["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("strategy", ["ia3", "adapter"])
+def test_exported_model_loads_alone_and_matches_the_run(strategy, swept, tmp_path):
+    """python -m ftlab.merge on float32 runs (test_export.py has the bfloat16 case and the checks)."""
+    sweep_dir, _ = swept("full_vs_peft_vs_quant")
+    (run_dir,) = sweep_dir.glob(f"*_tiny-{strategy}-sft-none-s42")
+    check_export(run_dir, tmp_path / "export", strategy, "float32")
 
 
 def test_the_ablation_grid_is_run_within_full_vs_peft_vs_quant():

@@ -31,10 +31,11 @@ class Forgetting:
 
     def record(self, base: dict, tuned: dict) -> dict:
         """results.json's "retention" and "harness" (those that are on)."""
-        parts = {"retention": self.retention, "harness": self.harness}
-        return {name: part.record(base[name], tuned[name]) for name, part in parts.items() if name in base}
+        return {name: part.record(base[name], tuned[name]) for name, part in self.parts() if name in base}
 
     def items(self, base: dict, tuned: dict) -> dict:
         """retention.json: per row of the retention set, per question of each harness task, both models."""
-        parts = {"retention": self.retention, "harness": self.harness}
-        return {name: part.items(base[name], tuned[name]) for name, part in parts.items() if name in base}
+        return {name: part.items(base[name], tuned[name]) for name, part in self.parts() if name in base}
+
+    def parts(self):
+        return (("retention", self.retention), ("harness", self.harness))

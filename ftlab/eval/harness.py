@@ -77,7 +77,7 @@ class Harness:
             }
         for task, rows in (out.get("samples") or {}).items():
             rows = sorted(rows, key=lambda r: r["doc_id"])
-            metrics = [m for m in rows[0]["metrics"]] if rows else []
+            metrics = list(rows[0]["metrics"]) if rows else []
             samples[task] = {
                 m: [float(r[m]) for r in rows] for m in metrics if isinstance(rows[0].get(m), (int, float))
             }

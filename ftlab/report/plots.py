@@ -75,17 +75,7 @@ def quality_scatter(configs, metric, cost, x_label, title, log_x=False):
     ax = figure.add_subplot()
     colours = strategy_colours(configs)
     for c in points:
-        ax.errorbar(
-            c[cost],
-            c["mean"],
-            yerr=c["sd"] or 0,
-            fmt="o",
-            ms=8,
-            capsize=4,
-            color=colours[c["strategy"]],
-            label=c["strategy"],
-            zorder=3,
-        )
+        point(ax, c, colours, c[cost], c["mean"], yerr=c["sd"] or 0)
     if log_x:
         ax.set_xscale("log")
     draw_base_lines(ax, points)
@@ -126,18 +116,7 @@ def learned_vs_forgotten(configs: list):
     for c, forgot, gain in points:
         x, left, right = spread(forgot, sign)
         y, down, up = spread(gain, 1)
-        ax.errorbar(
-            x,
-            y,
-            xerr=[[left], [right]],
-            yerr=[[down], [up]],
-            fmt="o",
-            ms=8,
-            capsize=4,
-            color=colours[c["strategy"]],
-            label=c["strategy"],
-            zorder=3,
-        )
+        point(ax, c, colours, x, y, xerr=[[left], [right]], yerr=[[down], [up]])
         placed.append((c, x, y, max(down, up)))
     ax.axhline(0, color="0.35", linestyle="--", linewidth=1, zorder=1)  # learned nothing
     ax.axvline(0, color="0.35", linestyle="--", linewidth=1, zorder=1)  # forgot nothing
@@ -153,6 +132,12 @@ def learned_vs_forgotten(configs: list):
     legend_outside(ax)
     name_points(figure, ax, configs, placed)
     return figure
+
+
+def point(ax, config, colours, x, y, **bars) -> None:
+    """One configuration's marker with its error bars, in its strategy's colour (the legend's entry)."""
+    colour = colours[config["strategy"]]
+    ax.errorbar(x, y, fmt="o", ms=8, capsize=4, color=colour, label=config["strategy"], zorder=3, **bars)
 
 
 def spread(change: dict, sign: int) -> tuple:
