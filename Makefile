@@ -1,5 +1,6 @@
-# make run: set up (first time) and run the default HR experiment.  make test: set up, lint and run every test (CI).
-# make test-fast: the tests without the end-to-end CLI runs (-m 'not slow').  make lint: ruff's lint and format checks.
+# make run: set up (first time) and run the default HR experiment.  make test: set up (with the gguf extra: llama.cpp,
+# built once), lint and run every test (CI).  make test-fast: the tests without the end-to-end CLI runs
+# (-m 'not slow').  make lint: ruff's lint and format checks.
 # make pipeline: the RLHF pipeline (SFT -> reward model -> DPO and online RL, compared) under outputs/pipeline/.
 # Extra arguments go to the command: make run ARGS="strategy=dora quant=4bit"; make test-fast ARGS=-x.
 PY ?= python3.11
@@ -18,10 +19,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -c "import ftlab, torch, trl, peft, hydra" && touch $@
 
+# llama.cpp for the GGUF export and its tests, not for `make run`: pip builds llama-cpp-python from source (about 5
+# minutes on 2 cores) once and keeps the wheel in its cache, so a later install on the machine takes seconds. Without
+# the multimodal library (LLAVA_BUILD=OFF), which ftlab does not use: a fifth less to compile.
+$(VENV)/.gguf: $(VENV)/.installed
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF $(CMAKE_ARGS)" $(BIN)/pip install -q -e ".[gguf]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import llama_cpp, sentencepiece" && touch $@
+
 run: $(VENV)/.installed
 	$(BIN)/python -m ftlab experiment=hr_bot $(ARGS)
 
-test: lint
+test: lint $(VENV)/.gguf
 	@bash .ci/install-browser || echo "make test: no chromium could be installed: the demo's browser test will skip"
 	$(BIN)/python -m pytest $(ARGS)
 

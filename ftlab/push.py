@@ -8,13 +8,12 @@ merged into its base (python -m ftlab.merge) instead: a standalone model. --dry-
 would go, and needs neither a token nor the network."""
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from ftlab.model.source import is_run_dir
+from ftlab.runs.records import finished_results
 
 RUN_FILES = ("README.md", "results.json", "config.yaml")  # beside the model's own files
 
@@ -24,17 +23,6 @@ def staged_files(run_dir: Path, model_dir: Path) -> dict:
     files = {p.relative_to(model_dir).as_posix(): p for p in sorted(model_dir.rglob("*")) if p.is_file()}
     files |= {name: run_dir / name for name in RUN_FILES if (run_dir / name).is_file()}
     return files
-
-
-def check_run(run_dir: Path) -> dict:
-    """The run's results, or SystemExit with one line: only a finished run is pushed."""
-    if not is_run_dir(run_dir) or not (run_dir / "results.json").is_file():
-        raise SystemExit(f"error: {run_dir}: not a finished ftlab run directory (expected results.json and model/)")
-    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    if results.get("status") != "ok":
-        reason = f": {results['reason']}" if results.get("reason") else ""
-        raise SystemExit(f"error: {run_dir}: status {results.get('status')}{reason}; only a finished run is pushed")
-    return results
 
 
 def main(argv=None) -> None:
@@ -47,7 +35,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.repo_id.count("/") != 1 or not all(args.repo_id.split("/")):
         raise SystemExit(f"error: {args.repo_id}: expected a repository id like user/name")
-    results = check_run(args.run_dir)
+    results = finished_results(args.run_dir, "pushed")
 
     with tempfile.TemporaryDirectory(prefix="ftlab-push-") as scratch:
         model_dir = args.run_dir / "model"

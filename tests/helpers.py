@@ -143,3 +143,98 @@ def check_export(run, out, strategy: str, dtype: str) -> None:
     if custom_code:
         with pytest.raises(ValueError, match="trust_remote_code"):  # never a Llama silently missing its adapters
             AutoModelForCausalLM.from_pretrained(out)
+
+
+def export_gguf(run, out, *args) -> dict:
+    """python -m ftlab.export RUN OUT --to gguf ARGS as a user runs it: export.json, every file in it present."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab.export", str(run), str(out), "--to", "gguf", *args],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "export.json").read_text())
+    for f in record["files"]:
+        assert (out / f["file"]).stat().st_size == f["bytes"] and (out / f["file"]).read_bytes()[:4] == b"GGUF"
+        assert "base" not in f or (out / f["base"]).stat().st_size == f["base_bytes"]
+    return record
+
+
+def modelfile(path) -> dict:
+    """An Ollama Modelfile's directives: {FROM, ADAPTER, TEMPLATE, SYSTEM: text, PARAMETER: [(name, value)]};
+    fails on a line that is not one (Ollama's parser takes triple-quoted values over several lines)."""
+    import re
+
+    found = {"PARAMETER": []}
+    for m in re.finditer(r'^(\w+) (?:"""(.*?)"""|([^\n]*))$|^#[^\n]*$|^$', path.read_text(), re.M | re.S):
+        if m[1] == "PARAMETER":
+            name, value = m[3].split(" ", 1)
+            found["PARAMETER"].append((name, value.strip('"')))
+        elif m[1]:
+            assert m[1] in ("FROM", "ADAPTER", "TEMPLATE", "SYSTEM"), m[0]
+            found[m[1]] = m[2] if m[2] is not None else m[3]
+    unparsed = re.sub(r'^(\w+) (?:""".*?"""|[^\n]*)$|^#[^\n]*$', "", path.read_text(), flags=re.M | re.S).strip()
+    assert not unparsed, unparsed
+    return found
+
+
+def render_go_template(template: str, messages: list) -> str:
+    """Ollama's TEMPLATE executed as Go's text/template would for the forms ftlab writes ({{ range .Messages }},
+    {{ if eq .Role "x" }} ... {{ else if ... }} ... {{ end }}, {{ .Content }}): an independent reading of the text,
+    so a test compares it with the Jinja chat template. An unknown action fails."""
+    import re
+
+    parts = re.split(r"({{.*?}})", template)
+
+    def block(i, message):  # renders parts[i:] up to its {{ end }} / {{ else ... }}; returns (text, index there)
+        out = ""
+        while i < len(parts):
+            part = parts[i]
+            action = part[2:-2].strip() if part.startswith("{{") else None
+            if action is None:
+                out += part
+            elif action == ".Content":
+                out += message["content"]
+            elif action == "range .Messages":
+                i, start = i + 1, i + 1
+                for m in messages:
+                    text, i = block(start, m)
+                    out += text
+                if not messages:
+                    i = skip(start)
+            elif action.startswith("if "):
+                i, text = branch(i, action[3:], message)
+                out += text
+            elif action == "end" or action.startswith("else"):
+                return out, i
+            else:
+                raise AssertionError(f"unknown template action: {part}")
+            i += 1
+        return out, i
+
+    def holds(condition, message):
+        m = re.fullmatch(r'eq \.Role "(\w+)"', condition)
+        assert m, condition
+        return message["role"] == m[1]
+
+    def branch(i, condition, message):  # from an {{ if }}: the first true branch, then past its {{ end }}
+        taken = None
+        while True:
+            text, i = block(i + 1, message)
+            if taken is None and (condition is None or holds(condition, message)):
+                taken = text
+            action = parts[i][2:-2].strip()
+            if action == "end":
+                return i, taken or ""
+            condition = action[len("else if ") :] if action.startswith("else if ") else None
+
+    def skip(i):
+        depth = 0
+        while True:
+            action = parts[i][2:-2].strip() if parts[i].startswith("{{") else ""
+            depth += action.startswith(("if ", "range ")) - (action == "end")
+            if depth < 0:
+                return i
+            i += 1
+
+    return block(0, None)[0]

@@ -1,6 +1,6 @@
 """ftlab's import graph: no cycles, and every import points down the pipeline stages (core and config < data < model <
-train < eval < runs < report < the commands in ftlab/*.py). Read with ast, imports inside functions included, so the
-test loads none of ftlab's dependencies and takes a fraction of a second."""
+train < eval < runs < report and export < the commands in ftlab/*.py). Read with ast, imports inside functions
+included, so the test loads none of ftlab's dependencies and takes a fraction of a second."""
 
 import ast
 import itertools
@@ -8,9 +8,18 @@ from pathlib import Path
 
 from ftlab.core.files import PROJECT_ROOT
 
-STAGES = {"core": 0, "config": 0, "data": 1, "model": 2, "train": 3, "eval": 4, "runs": 5, "report": 6}
+STAGES = {"core": 0, "config": 0, "data": 1, "model": 2, "train": 3, "eval": 4, "runs": 5, "report": 6, "export": 6}
 COMMANDS = 7  # ftlab/*.py: what a user runs
-NAMES = {0: "core/config", 1: "data", 2: "model", 3: "train", 4: "eval", 5: "runs", 6: "report", COMMANDS: "commands"}
+NAMES = {
+    0: "core/config",
+    1: "data",
+    2: "model",
+    3: "train",
+    4: "eval",
+    5: "runs",
+    6: "report/export",
+    COMMANDS: "commands",
+}
 
 
 def modules(package: Path = PROJECT_ROOT / "ftlab") -> dict[str, Path]:

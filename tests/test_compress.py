@@ -3,7 +3,7 @@ under fixed sparsity masks."""
 
 import pytest
 import torch
-from helpers import QUICK, check_sweep_preset, compose_cfg, read_results, run_cli, run_sweep_preset
+from helpers import QUICK, check_sweep_preset, compose_cfg, export_gguf, read_results, run_cli, run_sweep_preset
 from omegaconf import OmegaConf
 
 from ftlab.data.load import eval_questions, train_dataset
@@ -75,6 +75,17 @@ def test_converting_run_evaluates_and_saves_the_int_model(quant, compress_sweep)
     assert type(reloaded.model.layers[0].mlp.down_proj.weight).__name__ == "IntxUnpackedToInt8Tensor"
     assert results["saved"]["bytes"] < 0.6 * 4_000_000  # int8-stored int4 weights: about half the float32 model
     assert not list(tmp_path.rglob("float_weights.tmp"))
+
+
+@pytest.mark.slow
+def test_a_qat_run_exports_to_gguf_from_its_int_weights(compress_sweep, tmp_path):
+    """The QAT run's saved int model, de-quantized to the values it computes with, converts to GGUF q8_0; llama.cpp
+    answers its held-out questions and the agreement with the int model's answers is recorded."""
+    record = export_gguf(run_of(compress_sweep, "full", "qat_int8_int4"), tmp_path / "gguf", "--outtype", "q8_0")
+    (exported,) = record["files"]
+    assert exported["check"]["questions"] == 6 and exported["check"]["identical_prompt_ids"] == 6
+    assert 0 <= exported["check"]["agreement"] <= 1
+    assert any("de-quantized" in note for note in record["notes"])
 
 
 def test_qat_with_lora_converts_like_torchao(tiny_path, tmp_path):

@@ -68,7 +68,19 @@ def test_every_value_is_set_in_one_place(group):
 
 def test_config_yaml_holds_only_what_no_group_sets():
     top = set(OmegaConf.load(CONF / "config.yaml")) - {"defaults", "hydra"}
-    assert top == {"seed", "metric", "run_name", "output_dir", "resume", "overwrite", "train", "eval", "tune", "wandb"}
+    assert top == {
+        "seed",
+        "metric",
+        "run_name",
+        "output_dir",
+        "resume",
+        "overwrite",
+        "train",
+        "eval",
+        "tune",
+        "tracking",
+        "wandb",
+    }
 
 
 def header_command(path: Path) -> list[str]:

@@ -2,17 +2,47 @@
 test: pytest-xdist hands out files, and this one then runs beside the other files rather than after them."""
 
 import pytest
-from helpers import read_results, run_cli
+from helpers import export_gguf, modelfile, read_results, render_go_template, run_cli
 
 pytestmark = pytest.mark.slow
 
 
-def test_default_hr_experiment_beats_the_base_model(tmp_path):
-    """The README's `make run`: the fine-tuned model states the company's policies on held-out questions."""
-    code, out = run_cli(["experiment=hr_bot", "wandb.mode=disabled", f"hydra.run.dir={tmp_path}"])
+@pytest.fixture(scope="module")
+def hr_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("hr_bot")
+    code, out = run_cli(["experiment=hr_bot", "wandb.mode=disabled", f"hydra.run.dir={run}"])
     assert code == 0, out[-3000:]
-    results = read_results(tmp_path)
+    return run
+
+
+def test_default_hr_experiment_beats_the_base_model(hr_run):
+    """The README's `make run`: the fine-tuned model states the company's policies on held-out questions."""
+    results = read_results(hr_run)
     assert results["eval"]["base_answer_accuracy"] <= 0.1
     assert results["eval"]["answer_accuracy"] >= 0.6
     assert results["eval"]["loss"] < results["eval"]["base_loss"] / 2
     assert results["sample"]["question"] == "What is the notice period for a Senior Consultant?"
+
+
+def test_the_hr_bot_exports_to_gguf_and_llama_cpp_answers_as_the_run(hr_run, tmp_path):
+    """python -m ftlab.export --to gguf --outtype f16,q8_0: llama.cpp, given the same prompt ids, answers all 90
+    held-out questions greedily as the run did: word for word in f16; q8_0's agreement is recorded. The Modelfile's
+    TEMPLATE, executed as Go's template would be, renders the run's prompts; its SYSTEM is the run's."""
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "gguf"
+    record = export_gguf(hr_run, out, "--outtype", "f16,q8_0")
+    f16, q8 = record["files"]
+    assert f16["check"]["questions"] == 90 and f16["check"]["identical_prompt_ids"] == 90
+    assert f16["check"]["identical_answers"] == 90, f16["check"]["examples_differing"]
+    assert q8["check"]["agreement"] >= 0.8, q8["check"]["examples_differing"]
+    assert q8["bytes"] < 0.6 * f16["bytes"]
+    found = modelfile(out / "Modelfile")
+    assert found["FROM"] == "./model-f16.gguf"
+    system = OmegaConf.load(hr_run / "config.yaml").data.system_prompt
+    assert found["SYSTEM"] == system and ("stop", "<|im_end|>") in found["PARAMETER"]
+    tokenizer = AutoTokenizer.from_pretrained(hr_run / "model")
+    chat = [{"role": "system", "content": system}, {"role": "user", "content": "What is the notice period?"}]
+    expected = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert render_go_template(found["TEMPLATE"], chat) == expected

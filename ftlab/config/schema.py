@@ -193,6 +193,17 @@ class TuneConfig:
 
 
 @dataclass
+class MlflowConfig:
+    uri: str | None = MISSING
+
+
+@dataclass
+class TrackingConfig:
+    backend: Any = MISSING  # a name or a list of names (runs/trackers/ checks them)
+    mlflow: MlflowConfig = MISSING
+
+
+@dataclass
 class WandbConfig:
     mode: str = MISSING
     project: str = MISSING
@@ -213,6 +224,7 @@ class Config:
     train: TrainConfig = MISSING
     eval: EvalConfig = MISSING
     tune: TuneConfig = MISSING
+    tracking: TrackingConfig = MISSING
     wandb: WandbConfig = MISSING
     seed: int = MISSING
     metric: str = MISSING

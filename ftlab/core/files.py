@@ -21,6 +21,19 @@ def resolve(path: str) -> Path:
     return shipped if shipped.exists() else given
 
 
+def is_run_dir(path: Path) -> bool:
+    """An ftlab run directory: its resolved config and what it trained."""
+    return (path / "config.yaml").is_file() and (path / "model").is_dir()
+
+
+def run_config(run_dir: Path):
+    """The run's resolved config as ftlab saved it (Hydra's .hydra/ holds the latest command in that directory,
+    which may be a refused one)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(run_dir / "config.yaml")
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("FTLAB_CACHE", Path.home() / ".cache" / "ftlab"))
 

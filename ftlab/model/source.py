@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.core.files import resolve
+from ftlab.core.files import is_run_dir, resolve, run_config
 from ftlab.model import strategy
 from ftlab.model.load import load_base, load_tokenizer
 
@@ -53,16 +53,6 @@ def as_trained(cfg, quant_cfg, trained: Path, base_path: str):
         return load_base(cfg.model, quant_cfg, str(trained), cfg.objective.head)
     base = load_base(cfg.model, quant_cfg, base_path, cfg.objective.head)
     return strategy.kind(cfg.strategy).attach(base, trained)
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and (path / "model").is_dir()
-
-
-def run_config(run_dir: Path):
-    """The run's resolved config as ftlab saved it (Hydra's .hydra/ holds the latest command in that directory,
-    which may be a refused one)."""
-    return OmegaConf.load(run_dir / "config.yaml")
 
 
 def merged_model_dir(run_dir: Path) -> str:

@@ -79,7 +79,7 @@ def log_to_wandb(out_dir: Path, group: str, tables: dict, plots: list) -> dict:
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
 
-    from ftlab.runs.tracking import wandb_mode
+    from ftlab.runs.trackers import wandb_mode
 
     try:
         run = wandb.init(

@@ -32,7 +32,7 @@ from ftlab.core.secrets import hide_secrets, redact, register_secrets, secret_va
 from ftlab.runs.card import write_model_card
 from ftlab.runs.checkpoints import claim_run_dir, latest_checkpoint, resume_command
 from ftlab.runs.records import Phases, environment, print_summary, saved, tracker_metrics, write_answers
-from ftlab.runs.tracking import NoTracker, start_tracker
+from ftlab.runs.trackers import NoTracker, RunInfo, backend_names, start_tracker
 
 log = logging.getLogger("ftlab")
 GROUPS = ("model", "strategy", "objective", "data", "quant", "optimizer", "dist")
@@ -84,11 +84,13 @@ class Run:
         self.cfg, self.started = cfg, time.perf_counter()
         self.dir = Path(cfg.output_dir or hydra_cfg.runtime.output_dir)
         self.multirun = hydra_cfg.mode == RunMode.MULTIRUN
-        # Under accelerate/torchrun every rank runs; only rank 0 writes results, weights and W&B logs.
+        # Under accelerate/torchrun every rank runs; only rank 0 writes results, weights and tracker logs.
         self.is_main = rank() == 0
         self.overrides = list(hydra_cfg.overrides.task)
-        # Runs of one sweep share a W&B group (the sweep's directory name) and carry their group choices as tags.
-        self.group = cfg.wandb.group or (Path(hydra_cfg.sweep.dir).name if self.multirun else None)
+        # Runs of one sweep share a tracker group (the sweep's directory name) and carry their group choices as tags;
+        # MLflow and TensorBoard keep a sweep's runs together in its directory.
+        self.sweep_dir = Path(hydra_cfg.sweep.dir) if self.multirun else None
+        self.group = cfg.wandb.group or (self.sweep_dir.name if self.multirun else None)
         self.tags = [f"{g}={hydra_cfg.runtime.choices.get(g)}" for g in GROUPS] + list(cfg.wandb.tags)
         # Hydra saved the composed config and the overrides (.hydra/, multirun.yaml) with its own writer.
         self.hydra_files = [
@@ -96,6 +98,10 @@ class Run:
             *(Path(hydra_cfg.sweep.dir).glob("multirun.yaml") if self.multirun else []),
         ]
         self.plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+        try:  # a mistyped tracker fails here, before the directory is claimed or anything loads
+            self.trackers = backend_names(self.plain_cfg["tracking"]["backend"])
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
         register_secrets(secret_values(self.plain_cfg))  # before anything is written: every writer hides them
         self.results = {
             "status": "running",  # what a crashed run (killed, out of host memory) leaves behind: the report says so
@@ -163,17 +169,15 @@ class Run:
         return action, checkpoint
 
     def start_tracker(self):
-        """The run's tracker, W&B on rank 0 as wandb.mode says (a stand-in elsewhere), given the config and the
+        """The run's trackers on rank 0 as tracking.backend says (a stand-in elsewhere), given the config and the
         environment the run runs in."""
         self.environment = environment(self.overrides)
         if self.is_main:
             self.tracker = start_tracker(
+                self.trackers,
                 {**self.plain_cfg, "environment": self.environment},
-                self.cfg.wandb,
-                self.dir,
-                self.cfg.run_name,
-                self.group,
-                self.tags,
+                self.cfg,
+                RunInfo(self.dir, self.sweep_dir, self.cfg.run_name, self.group, self.tags),
             )
         return self.tracker
 

@@ -1,6 +1,7 @@
 """What a run records about itself: results.json's record of what the recipe measured, the environment it ran in,
 the tracker's final numbers, the answers, the seconds per phase, and the summary it prints."""
 
+import json
 import os
 import platform
 import shlex
@@ -257,3 +258,16 @@ def print_summary(results: dict, run_dir: Path) -> None:
         ]
     lines.append(f"results: {run_dir / 'results.json'}")
     print("\n".join(line for line in lines if line), flush=True)
+
+
+def finished_results(run_dir: Path, done_to: str) -> dict:
+    """A finished run's results, or SystemExit with one line: only a finished run is pushed (or exported)."""
+    from ftlab.core.files import is_run_dir
+
+    if not is_run_dir(run_dir) or not (run_dir / "results.json").is_file():
+        raise SystemExit(f"error: {run_dir}: not a finished ftlab run directory (expected results.json and model/)")
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    if results.get("status") != "ok":
+        reason = f": {results['reason']}" if results.get("reason") else ""
+        raise SystemExit(f"error: {run_dir}: status {results.get('status')}{reason}; only a finished run is {done_to}")
+    return results

@@ -51,7 +51,7 @@ DATA_ARGS = (
 
 
 def trainer_args(
-    cfg: DictConfig, run_dir: Path, report_to: str, has_eval_data: bool, checkpoints: bool = True, model=None
+    cfg: DictConfig, run_dir: Path, report_to: str | list, has_eval_data: bool, checkpoints: bool = True, model=None
 ):
     """The objective's TRL config (SFTConfig, DPOConfig, ...) from the train, optimizer, objective and dist groups;
     precision, kernels and memory savers follow the hardware and the model (performance() records what was used)."""
@@ -105,8 +105,9 @@ def trainer_args(
         eval_steps=cfg.train.eval_steps if evaluating else None,
         per_device_eval_batch_size=cfg.eval.batch_size,
         include_num_input_tokens_seen="non_padding",  # tokens/s counts real tokens, not padding
-        report_to=report_to,
+        report_to=report_to,  # the run's trackers (runs/trackers/): their transformers callbacks log the curves
         run_name=cfg.run_name,
+        project=cfg.wandb.project,  # the trackio project its callback logs into: named as the W&B project
         # Resumable checkpoints (weights in safetensors, optimizer, scheduler, RNG states, data position); the
         # result itself is saved by the run script into model/.
         save_strategy="steps" if checkpoints and cfg.train.save_steps > 0 else "no",
