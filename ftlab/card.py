@@ -1,7 +1,7 @@
 """`python -m ftlab.card RUN_DIR`: (re)writes the model card of a finished run."""
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from ftlab.runs.card import write_model_card
@@ -11,10 +11,9 @@ def main(argv=None) -> None:
     """python -m ftlab.card RUN_DIR: (re)writes the model card of a finished run."""
     from ftlab.model.source import is_run_dir
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0].startswith("-"):
-        raise SystemExit("usage: python -m ftlab.card RUN_DIR")
-    run_dir = Path(args[0])
+    parser = argparse.ArgumentParser(prog="python -m ftlab.card", description=main.__doc__.split(": ", 1)[1])
+    parser.add_argument("run_dir", type=Path, help="a finished run")
+    run_dir = parser.parse_args(argv).run_dir
     if not is_run_dir(run_dir) or not (run_dir / "results.json").is_file():
         raise SystemExit(f"error: {run_dir}: not a finished ftlab run (expected config.yaml, model/ and results.json)")
     try:

@@ -1,6 +1,6 @@
 """`python -m ftlab.merge RUN_DIR OUT_DIR`: a finished run as a standalone Hugging Face model folder."""
 
-import sys
+import argparse
 from pathlib import Path
 
 from ftlab.model.source import is_run_dir, merge_run
@@ -8,10 +8,11 @@ from ftlab.model.source import is_run_dir, merge_run
 
 def main(argv=None) -> None:
     """python -m ftlab.merge RUN_DIR OUT_DIR: a standalone model that AutoModelForCausalLM.from_pretrained loads."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        raise SystemExit("usage: python -m ftlab.merge RUN_DIR OUT_DIR")
-    run_dir, out_dir = Path(args[0]), Path(args[1])
+    parser = argparse.ArgumentParser(prog="python -m ftlab.merge", description=__doc__.strip("`").split("`: ")[-1])
+    parser.add_argument("run_dir", type=Path, help="a finished run")
+    parser.add_argument("out_dir", type=Path, help="a new or empty folder")
+    args = parser.parse_args(argv)
+    run_dir, out_dir = args.run_dir, args.out_dir
     if not is_run_dir(run_dir):
         raise SystemExit(f"error: {run_dir}: not an ftlab run directory (expected config.yaml and model/)")
     if out_dir.exists() and any(out_dir.iterdir()):

@@ -80,6 +80,7 @@ def test_config_yaml_holds_only_what_no_group_sets():
         "tune",
         "tracking",
         "wandb",
+        "log",
     }
 
 

@@ -12,6 +12,7 @@ def hr_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("hr_bot")
     code, out = run_cli(["experiment=hr_bot", "wandb.mode=disabled", f"hydra.run.dir={run}"])
     assert code == 0, out[-3000:]
+    (run / "terminal.txt").write_text(out)  # what the user saw (stdout and stderr, not a terminal: plain lines)
     return run
 
 
@@ -22,6 +23,23 @@ def test_default_hr_experiment_beats_the_base_model(hr_run):
     assert results["eval"]["answer_accuracy"] >= 0.6
     assert results["eval"]["loss"] < results["eval"]["base_loss"] / 2
     assert results["sample"]["question"] == "What is the notice period for a Senior Consultant?"
+
+
+def test_the_terminal_shows_ftlabs_lines_and_the_log_keeps_the_rest(hr_run):
+    """A quiet console: a line per phase, a few training lines, the summary; no library warnings or notices, no
+    raw trainer dicts, no progress bars (not a terminal). ftlab.log holds the trainer's logs and the rest."""
+    lines = (hr_run / "terminal.txt").read_text().splitlines()
+    assert len(lines) <= 40, "\n".join(lines)
+    assert not [line for line in lines if "WARNING" in line or "Failed to load" in line or line.startswith("{")]
+    assert not [line for line in lines if "\r" in line or "it/s]" in line]
+    for phase in ("data", "model load", "base eval", "train", "eval", "save"):
+        assert any(line.startswith(f"{phase} ") and line.endswith(" s") for line in lines), phase
+    assert sum(line.startswith("train: step ") for line in lines) == 4  # a line a quarter of the steps
+    assert any(line.startswith("== ftlab run tiny-full-sft-none-s42: ok ==") for line in lines)
+    assert lines[-1].startswith("results: ")
+    log = (hr_run / "ftlab.log").read_text()
+    assert "'loss':" in log and "'learning_rate':" in log  # the trainer's own logs, every one of them
+    assert len(log.splitlines()) > len(lines)
 
 
 def test_the_hr_bot_exports_to_gguf_and_llama_cpp_answers_as_the_run(hr_run, tmp_path):

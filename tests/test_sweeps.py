@@ -26,32 +26,7 @@ def test_same_config_and_seed_give_the_same_losses(tmp_path):
     assert (fresh["data"]["cache"], cached_again["data"]["cache"]) == ("off", "hit")
 
 
-def test_a_diverging_run_fails_the_sweep_but_not_the_other_runs(tmp_path):
-    """lr=1e30 makes the gradients NaN: that run is recorded as failed with the step and its last good checkpoint,
-    the other run finishes, the report lists both, and the sweep's exit code says something failed. The same
-    command again keeps the finished run and retries the failed one."""
-    args = [
-        "-m",
-        "strategy=full",
-        "optimizer.lr=3e-3,1e30",
-        *STEPS,
-        "train.save_steps=1",
-        f"hydra.sweep.dir={tmp_path}",
-    ]
-    code, out = run_cli(args)
-    assert code != 0, out[-3000:]
-    runs = [read_results(p) for p in sorted(tmp_path.iterdir()) if (p / "results.json").exists()]
-    assert [r["status"] for r in runs] == ["ok", "failed"]
-    assert "training diverged: a gradient is NaN or infinite at step 3 (not applied" in runs[1]["reason"]
-    assert "; last good checkpoint: " in runs[1]["reason"] and "checkpoint-2" in runs[1]["reason"]
-    report = (tmp_path / "report" / "report.md").read_text()
-    assert "training diverged" in report and "failed" in report
-    assert "1 failed" in out
-    finished = next(tmp_path.glob("0_*/results.json"))
-    stamp = finished.stat().st_mtime_ns
-    code, out = run_cli(args)
-    assert code != 0 and out.count("finished earlier: kept") == 1 and "1 failed" in out
-    assert finished.stat().st_mtime_ns == stamp
+# A diverging run in a sweep (failed, reported, retried): tests/test_tracking.py, on the trackers' sweep.
 
 
 def test_a_sweep_shares_one_wandb_group_with_choices_as_tags(tmp_path):

@@ -4,6 +4,7 @@ the other trackers (MLflow, TensorBoard, trackio) get what W&B gets, grouped by 
 import json
 
 import pytest
+import yaml
 from helpers import QUICK, compose_cfg, read_results, run_cli
 
 from ftlab.core.files import write_json
@@ -62,7 +63,8 @@ def test_cpu_peak_memory_is_measured_per_phase():
 
 # The trackers besides W&B (tracking.backend), read back from what each library wrote: one sweep of two runs of one
 # name (the learning rate is not part of a run's name), the second diverging, so each tracker shows a finished and a
-# failed run. W&B: tests/test_run.py and tests/test_sweeps.py.
+# failed run. The same sweep shows how a sweep reports a diverging run (the last test). W&B: tests/test_run.py and
+# tests/test_sweeps.py.
 TRACKED = "tracking.backend=[mlflow,tensorboard,trackio]"
 CONFIG_SECRET, ENV_SECRET = "hf_trackSECRETvalue0123456789", "pwSECRETvalue98765"
 
@@ -71,25 +73,26 @@ CONFIG_SECRET, ENV_SECRET = "hf_trackSECRETvalue0123456789", "pwSECRETvalue98765
 def tracked_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("tracked")
     quick = [o for o in QUICK if not o.startswith("train.max_steps")]
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("TRACKIO_DIR", str(root / "trackio"))  # trackio's store, by default under ~/.cache/huggingface
-        env.setenv("MY_SERVICE_PASSWORD", ENV_SECRET)
-        code, out = run_cli(
-            [
-                "-m",
-                *quick,
-                "train.max_steps=3",
-                "train.logging_steps=1",
-                "train.eval_steps=0",
-                "optimizer.lr=3e-3,1e30",
-                TRACKED,
-                f"+objective.args.hub_token={CONFIG_SECRET}",
-                f"hydra.sweep.dir={root / 'sweep'}",
-            ]
-        )
+    args = [
+        "-m",
+        *quick,
+        "train.max_steps=3",
+        "train.logging_steps=1",
+        "train.eval_steps=0",
+        "train.save_steps=1",
+        "optimizer.lr=3e-3,1e30",
+        TRACKED,
+        f"+objective.args.hub_token={CONFIG_SECRET}",
+        f"hydra.sweep.dir={root / 'sweep'}",
+    ]
+    env = {"TRACKIO_DIR": str(root / "trackio"), "MY_SERVICE_PASSWORD": ENV_SECRET}  # trackio's store: not ~/.cache
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        code, out = run_cli(args)
     assert code == 1 and "2 runs: 1 ok, 1 failed" in out, out[-3000:]
     runs = sorted(p for p in (root / "sweep").iterdir() if (p / "results.json").is_file())
-    return root, [read_results(p) for p in runs], runs
+    return root, [read_results(p) for p in runs], runs, (args, env, out)
 
 
 def test_unknown_tracker_is_one_line(tmp_path):
@@ -113,7 +116,7 @@ def test_unknown_tracker_is_one_line(tmp_path):
 def test_mlflow_one_experiment_per_sweep_one_run_per_run(tracked_sweep, monkeypatch):
     from mlflow import MlflowClient
 
-    root, (ok, _), _ = tracked_sweep
+    root, (ok, _), _, _ = tracked_sweep
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient((root / "sweep" / "mlruns").as_uri())
     experiment = client.get_experiment_by_name("sweep")  # the sweep's group: its directory's name
@@ -141,7 +144,7 @@ def test_mlflow_one_experiment_per_sweep_one_run_per_run(tracked_sweep, monkeypa
 def test_tensorboard_one_directory_per_run_under_the_sweep(tracked_sweep):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    root, (ok, _), runs = tracked_sweep
+    root, (ok, _), runs, _ = tracked_sweep
     logdir = root / "sweep" / "tensorboard"
     assert sorted(p.name for p in logdir.iterdir()) == [p.name for p in runs]
     assert ok["tensorboard"]["dir"] == str(logdir / runs[0].name)
@@ -161,7 +164,7 @@ def test_tensorboard_one_directory_per_run_under_the_sweep(tracked_sweep):
 def test_trackio_one_run_per_run_grouped_by_sweep(tracked_sweep):
     import sqlite3
 
-    root, (ok, _), _ = tracked_sweep
+    root, (ok, _), _, _ = tracked_sweep
     assert ok["trackio"] == {
         "project": "ftlab",
         "run": "tiny-full-sft-none-s42",
@@ -187,9 +190,38 @@ def test_trackio_one_run_per_run_grouped_by_sweep(tracked_sweep):
 
 @pytest.mark.slow
 def test_no_tracker_writes_a_secret(tracked_sweep):
-    root, _, _ = tracked_sweep
+    root, _, _, _ = tracked_sweep
     files = [p for d in ("sweep/mlruns", "sweep/tensorboard", "trackio") for p in (root / d).rglob("*") if p.is_file()]
     assert len(files) > 100
     for secret in (CONFIG_SECRET, ENV_SECRET):
         leaks = [str(p.relative_to(root)) for p in files if secret.encode() in p.read_bytes()]
         assert not leaks, f"{secret} written into {leaks}"
+    hydra_files = [*(root / "sweep").glob("*/.hydra/*.yaml"), root / "sweep" / "multirun.yaml"]
+    for path in hydra_files:  # Hydra's own files, the secret hidden as '***', still load (a bare *** would not)
+        assert CONFIG_SECRET not in path.read_text() and yaml.safe_load(path.read_text()) is not None, path
+    assert len(hydra_files) == 7
+
+
+@pytest.mark.slow
+def test_a_diverging_run_fails_the_sweep_but_not_the_other_runs(tracked_sweep, monkeypatch):
+    """lr=1e30 makes the gradients NaN: that run is recorded as failed with the step and its last good checkpoint,
+    the other run finishes, each ends with its line ([2/2] ...), the report lists both, and the sweep's exit code
+    says something failed. The same command again keeps the finished run and retries the failed one (last in this
+    file: the trackers then hold a third run)."""
+    root, (ok, failed), runs, (args, env, out) = tracked_sweep
+    assert (ok["status"], failed["status"]) == ("ok", "failed")
+    assert "training diverged: a gradient is NaN or infinite at step 3 (not applied" in failed["reason"]
+    assert "; last good checkpoint: " in failed["reason"] and "checkpoint-2" in failed["reason"]
+    report = (root / "sweep" / "report" / "report.md").read_text()
+    assert "training diverged" in report and "failed" in report
+    lines = out.splitlines()
+    assert any(line.startswith("[1/2] tiny-full-sft-none-s42: ok, accuracy ") for line in lines), out[-2000:]
+    assert any(line.startswith("error: [2/2] tiny-full-sft-none-s42: failed: training diverged") for line in lines)
+    assert "Traceback" not in out  # the failed run's traceback is in its ftlab.log
+    assert "Traceback" in (runs[1] / "ftlab.log").read_text()
+    stamp = (runs[0] / "results.json").stat().st_mtime_ns
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code, again = run_cli(args)
+    assert code != 0 and again.count("finished earlier: kept") == 1 and "1 failed" in again
+    assert (runs[0] / "results.json").stat().st_mtime_ns == stamp

@@ -204,6 +204,11 @@ class TrackingConfig:
 
 
 @dataclass
+class LogConfig:
+    verbose: bool = MISSING
+
+
+@dataclass
 class WandbConfig:
     mode: str = MISSING
     project: str = MISSING
@@ -226,6 +231,7 @@ class Config:
     tune: TuneConfig = MISSING
     tracking: TrackingConfig = MISSING
     wandb: WandbConfig = MISSING
+    log: LogConfig = MISSING
     seed: int = MISSING
     metric: str = MISSING
     run_name: str = MISSING

@@ -6,6 +6,7 @@ import re
 
 import torch
 
+from ftlab.core.console import progress
 from ftlab.data.load import chat_prompt
 from ftlab.eval.uncertainty import accuracy_interval, loss_interval
 
@@ -75,7 +76,7 @@ def generate_answers(model, tokenizer, questions: list, system_prompt, max_new_t
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     answers = []
     try:
-        for start in range(0, len(questions), batch_size):
+        for start in progress(range(0, len(questions), batch_size), -(-len(questions) // batch_size), "answers"):
             prompts = [
                 tokenizer.apply_chat_template(
                     chat_prompt(q, system_prompt) if isinstance(q, str) else q,

@@ -46,7 +46,10 @@ def main(argv=None) -> None:
         check = f.get("check") or {}
         rate = f"{check['identical_answers']}/{check['questions']} answers as the run's" if check else "not checked"
         print(f"{args.out_dir / f['file']}: {f['bytes'] / 2**20:.1f} MiB, {f['seconds']:.1f} s, {rate}")
-    print(f"Ollama: ollama create {results.get('run_name') or 'ftlab'} -f {args.out_dir / 'Modelfile'}")
+    if (args.out_dir / "Modelfile").is_file():
+        print(f"Ollama: ollama create {results.get('run_name') or 'ftlab'} -f {args.out_dir / 'Modelfile'}")
+    for note in record["notes"]:
+        print(f"note: {note}")
 
 
 def refusal(cfg, run_dir: Path, lora: bool) -> str | None:
@@ -93,9 +96,8 @@ def export_gguf(run_dir: Path, out_dir: Path, cfg, outtypes: list, lora: bool, c
             if adapter_file:
                 gguf.convert_lora(adapter_dir, Path(model_dir), adapter_file, outtype, source)
             seconds = time.perf_counter() - started
-            agreement = checks.agreement(
-                model_file, tokenizer, recorded, cfg.data.system_prompt, cfg.eval.max_new_tokens, adapter_file
-            )
+            prompt = (tokenizer, recorded, cfg.data.system_prompt, cfg.eval.max_new_tokens)
+            agreement = checks.agreement(model_file, *prompt, adapter_file) if recorded else None
             record["files"].append(
                 {
                     "file": (adapter_file or model_file).name,
@@ -103,21 +105,17 @@ def export_gguf(run_dir: Path, out_dir: Path, cfg, outtypes: list, lora: bool, c
                     "bytes": (adapter_file or model_file).stat().st_size,
                     **({"base": model_file.name, "base_bytes": model_file.stat().st_size} if lora else {}),
                     "seconds": seconds,
-                    "check": agreement if recorded else None,
+                    "check": agreement,
                 }
             )
         first = record["files"][0]
         context = tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 4096
-        write_atomic(
-            out / "Modelfile",
-            ollama.modelfile(
-                out / (first.get("base") or first["file"]),
-                tokenizer,
-                cfg.data.system_prompt,
-                context,
-                out / first["file"] if lora else None,
-            ),
-        )
+        gguf_file, adapter = out / first.get("base", first["file"]), out / first["file"] if lora else None
+        try:  # a template Ollama cannot take leaves the GGUF usable by llama.cpp, whose file carries the template
+            text = ollama.modelfile(gguf_file, tokenizer, cfg.data.system_prompt, context, adapter)
+            write_atomic(out / "Modelfile", text)
+        except ValueError as err:
+            record["notes"].append(f"no Modelfile: {err}")
         record |= {"converter": str(source), "llama_cpp_python": gguf.llama_cpp_version()}
         write_json(out / "export.json", record)
     return record

@@ -13,7 +13,16 @@ from pathlib import Path
 log = logging.getLogger("ftlab")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Keys that may differ between a run and its resumption: they say how to run, not what is trained.
-HOW_TO_RUN = {"resume", "overwrite", "output_dir", "wandb", "tracking", "eval.batch_size", "train.keep_checkpoints"}
+HOW_TO_RUN = {
+    "resume",
+    "overwrite",
+    "output_dir",
+    "wandb",
+    "tracking",
+    "log",
+    "eval.batch_size",
+    "train.keep_checkpoints",
+}
 
 
 def checkpoint_problem(folder: Path, allow_pickle: bool = False) -> str | None:

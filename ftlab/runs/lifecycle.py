@@ -26,12 +26,13 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from ftlab.config.rules import incompatibility
+from ftlab.core.console import FILE_ONLY, into_log
 from ftlab.core.distributed import rank, share
 from ftlab.core.files import write_atomic, write_json
 from ftlab.core.secrets import hide_secrets, redact, register_secrets, secret_values
 from ftlab.runs.card import write_model_card
 from ftlab.runs.checkpoints import claim_run_dir, latest_checkpoint, resume_command
-from ftlab.runs.records import Phases, environment, print_summary, saved, tracker_metrics, write_answers
+from ftlab.runs.records import Phases, environment, saved, summary, sweep_line, tracker_metrics, write_answers
 from ftlab.runs.trackers import NoTracker, RunInfo, backend_names, start_tracker
 
 log = logging.getLogger("ftlab")
@@ -67,7 +68,8 @@ def run_directory(cfg):
         if run.multirun:
             # The other runs of the sweep go on. The report lists this one with its reason, and the sweep's report
             # callback (conf/config.yaml: hydra.callbacks) makes the sweep's exit code say that a run failed.
-            log.exception("run %s failed", cfg.run_name)
+            log.exception("run %s failed", cfg.run_name, extra=FILE_ONLY)  # the traceback: ftlab.log
+            log.error(sweep_line({**run.results, "status": stop.status, "reason": stop.reason}, run.position))
             return
         if stop.expected:
             raise SystemExit(f"error: {stop.reason}") from None
@@ -90,6 +92,7 @@ class Run:
         # Runs of one sweep share a tracker group (the sweep's directory name) and carry their group choices as tags;
         # MLflow and TensorBoard keep a sweep's runs together in its directory.
         self.sweep_dir = Path(hydra_cfg.sweep.dir) if self.multirun else None
+        self.position = sweep_position(hydra_cfg) if self.multirun else None
         self.group = cfg.wandb.group or (self.sweep_dir.name if self.multirun else None)
         self.tags = [f"{g}={hydra_cfg.runtime.choices.get(g)}" for g in GROUPS] + list(cfg.wandb.tags)
         # Hydra saved the composed config and the overrides (.hydra/, multirun.yaml) with its own writer.
@@ -151,8 +154,9 @@ class Run:
         self.to_do = True
 
     def _claim(self) -> tuple[str, Path | None]:
-        for path in self.hydra_files:  # rewritten through ftlab's writer, which hides the secrets
-            write_atomic(path, path.read_text(encoding="utf-8"))
+        for path in self.hydra_files:  # rewritten with the secrets hidden as quoted '***' (a bare *** is a YAML alias)
+            saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            write_atomic(path, OmegaConf.to_yaml(redact(saved)))
         self.dir.mkdir(parents=True, exist_ok=True)
         # The resolved config beside Hydra's own (.hydra/ keeps the unresolved one and the overrides). Redacted, not
         # left to the writer: a secret key keeps a quoted '***' (YAML; the writer's bare *** would be an alias), and a
@@ -187,7 +191,8 @@ class Run:
         if self.is_main:
             record["saved"] = saved(self.dir / "model")
             write_answers(self.dir, answers, self.cfg.eval.num_failures)
-            record |= self.tracker.finish(tracker_metrics(record), answers)
+            with into_log():
+                record |= self.tracker.finish(tracker_metrics(record), answers)
         self.record = record
 
     def finished(self) -> None:
@@ -202,10 +207,15 @@ class Run:
         write_json(self.dir / "results.json", self.results)  # last: everything else is in place
         if not self.cfg.train.keep_checkpoints:
             shutil.rmtree(self.dir / "checkpoints", ignore_errors=True)  # model/ holds the result
-        print_summary(self.results, self.dir)
+        if self.multirun:  # a line per run; the report sums the sweep up at its end
+            log.info(summary(self.results, self.dir), extra=FILE_ONLY)
+            log.info(sweep_line(self.results, self.position))
+        else:
+            print(summary(self.results, self.dir), flush=True)
 
     def failed(self, err: BaseException) -> "Failure":
-        self.tracker.fail()
+        with into_log():
+            self.tracker.fail()
         stop = failure(self.cfg, err, self.dir)
         try:
             self._write({"status": stop.status, "reason": stop.reason, "wall_s": time.perf_counter() - self.started})
@@ -216,6 +226,33 @@ class Run:
     def _write(self, outcome: dict) -> None:
         if self.is_main:
             write_json(self.dir / "results.json", {**self.results, **outcome})
+
+
+def sweep_position(hydra_cfg) -> str:
+    """'3/12': a run's place in its sweep. The total is the product of the swept values, the sweep preset's
+    (hydra.sweeper.params) under the command line's, for Hydra's basic sweeper; other sweepers get the number alone."""
+    number = str(hydra_cfg.job.num + 1)
+    if not str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return number
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        given = OmegaConf.load(Path(hydra_cfg.sweep.dir) / "multirun.yaml").hydra.overrides.task
+    except Exception:  # an unreadable multirun.yaml: the number alone
+        return number
+    parser, counts = OverridesParser.create(), {}
+    for text in [*(f"{k}={v}" for k, v in (hydra_cfg.sweeper.get("params") or {}).items()), *given]:
+        try:  # one by one: a value ftlab hid (token=***) is no override syntax, and no sweep either
+            (override,) = parser.parse_overrides([text])
+        except Exception:
+            continue
+        counts[override.key_or_group] = (
+            len(list(override.sweep_string_iterator())) if override.is_sweep_override() else 1
+        )
+    total = 1
+    for count in counts.values():
+        total *= count
+    return f"{number}/{total}"
 
 
 def check_placeholders(cfg) -> None:

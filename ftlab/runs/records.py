@@ -2,6 +2,7 @@
 the tracker's final numbers, the answers, the seconds per phase, and the summary it prints."""
 
 import json
+import logging
 import os
 import platform
 import shlex
@@ -11,6 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ftlab.core.console import into_log
 from ftlab.core.distributed import describe
 from ftlab.core.files import write_json
 
@@ -28,6 +30,11 @@ PACKAGES = (
     "hydra-core",
     "omegaconf",
     "wandb",
+    # optional: what eval.harness and tracking.backend used where chosen (None where not installed)
+    "lm-eval",
+    "mlflow-skinny",
+    "tensorboard",
+    "trackio",
 )
 
 
@@ -38,8 +45,10 @@ class Phases(dict):
     @contextmanager
     def __call__(self, name: str):
         started = time.perf_counter()
-        yield
+        with into_log():  # what libraries print (trackio's notices, ...) goes to ftlab.log; ftlab logs, not prints
+            yield
         self[name] = time.perf_counter() - started
+        logging.getLogger("ftlab").info("%-14s %6.1f s", name.replace("_", " "), self[name])  # a line per phase
 
 
 def run_record(
@@ -219,7 +228,8 @@ def retention_lines(results: dict) -> list:
     return lines
 
 
-def print_summary(results: dict, run_dir: Path) -> None:
+def summary(results: dict, run_dir: Path) -> str:
+    """What a finished run prints at its end: its numbers before and after, the sample question, where it is."""
     e, t, p = results["eval"], results["train"], results["params"]
     r, c = e.get("reward") or {}, results.get("compression") or {}
     lines = [
@@ -257,7 +267,20 @@ def print_summary(results: dict, run_dir: Path) -> None:
             f"  fine-tuned: {s['tuned_answer']}",
         ]
     lines.append(f"results: {run_dir / 'results.json'}")
-    print("\n".join(line for line in lines if line), flush=True)
+    return "\n".join(line for line in lines if line)
+
+
+def sweep_line(results: dict, position: str) -> str:
+    """A sweep's line for one of its runs: where it stands in the sweep, its status and its numbers (or why not)."""
+    e, head = results.get("eval") or {}, f"[{position}] {results['run_name']}: {results['status']}"
+    if results["status"] != "ok":
+        return f"{head}: {results.get('reason', '')}"
+    numbers = [
+        f"accuracy {e['base_answer_accuracy']:.2f} -> {e['answer_accuracy']:.2f}" if "answer_accuracy" in e else "",
+        f"loss {e['base_loss']:.3f} -> {e['loss']:.3f}" if e.get("loss") is not None else "",
+        f"{results['wall_s']:.0f} s",
+    ]
+    return f"{head}, " + ", ".join(n for n in numbers if n)
 
 
 def finished_results(run_dir: Path, done_to: str) -> dict:

@@ -204,7 +204,9 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
     rates) load it instead of preparing it again. rewards: (functions, tokenizers) for online RL."""
     from datasets import DatasetDict, load_from_disk
 
+    from ftlab.core.console import verbose
     from ftlab.core.files import cache_root
+    from ftlab.train.progress import use_ftlab_progress
     from ftlab.train.speedups import packed_rows_collator
 
     trainer_class, _ = trl_classes(name)
@@ -227,6 +229,8 @@ def build_trainer(name: str, model, tokenizer, args, train_data, eval_data, peft
         callbacks=callbacks(),
         **extra,
     )
+    if not verbose():  # one bar (or a line a quarter) instead of transformers' bar and its raw dict lines
+        use_ftlab_progress(trainer)
     if name == "reward":
         # TRL casts a quantized model's trainable weights to bf16 (QLoRA's recipe); for the score head, a plain
         # Linear fed by the float hidden states, that breaks the forward: keep it in the body's dtype.
