@@ -4,21 +4,17 @@ claiming, resuming, skipping, failures, results.json's status, the summary).
 
 Run as: python -m ftlab [group=option ...] [key=value ...]"""
 
-import logging
-
 import hydra
 from omegaconf import DictConfig
 
 from ftlab.config.schema import register
 from ftlab.core.console import configure as configure_console
-from ftlab.core.console import quiet_libraries
+from ftlab.core.console import quiet_libraries, silence_noisy_loggers
 from ftlab.core.files import PROJECT_ROOT
 from ftlab.runs.lifecycle import run_directory
 
 register()  # the typed schema: Hydra validates every composed config against it, before main() runs
-# peft imports torchao, which warns about CUDA kernels it cannot load on a CPU machine: noise, not news.
-for noisy in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
-    logging.getLogger(noisy).setLevel(logging.ERROR)
+silence_noisy_loggers()
 
 
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")

@@ -128,7 +128,9 @@ def chain(tmp_path_factory):
     for args in stages:
         code, out = run_cli(args)
         assert code == 0, out[-3000:]
-    assert out.count("reward model     base answers") == 2  # each policy run's summary: the reward model's verdict
+    # each policy run's summary (in its ftlab.log: a sweep's terminal has a line per run): the reward model's verdict
+    summaries = [p.read_text() for p in (root / "compare").glob("*/ftlab.log")]
+    assert sum("reward model     base answers" in text for text in summaries) == 2
     return root
 
 

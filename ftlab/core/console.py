@@ -44,7 +44,25 @@ def configure(verbose: bool) -> None:
         return
     logging.captureWarnings(True)
     os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["TQDM_DISABLE"] = "1"  # every library's tqdm bar (lm-eval's, the converter's); ftlab's say disable=False
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+
+
+def silence_noisy_loggers() -> None:
+    """peft imports torchao, which warns about CUDA kernels it cannot load on a CPU machine, and torch's pytree about
+    torchao's enums, through torch's own log handler: noise, not news, even in ftlab.log."""
+    for noisy in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def quiet_command() -> None:
+    """A command outside a run (python -m ftlab.export): the terminal gets ftlab's lines and errors only."""
+    configure(verbose=False)
+    silence_noisy_loggers()
+    handler = logging.StreamHandler()
+    handler.addFilter(Quiet())
+    handler.setFormatter(Lines("%(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 def quiet_libraries() -> None:
@@ -86,4 +104,4 @@ def progress(iterable, total: int, desc: str):
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=False)

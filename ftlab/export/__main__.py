@@ -33,7 +33,10 @@ def main(argv=None) -> None:
         raise SystemExit(
             f"error: {args.out_dir}: exists and is not empty (choose a new folder; nothing is overwritten)"
         )
+    from ftlab.core.console import quiet_command
     from ftlab.core.files import run_config
+
+    quiet_command()  # torchao's and bitsandbytes' notices, the converter's progress: not for this terminal
 
     cfg = run_config(args.run_dir)
     if reason := refusal(cfg, args.run_dir, args.lora):

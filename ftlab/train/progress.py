@@ -21,7 +21,9 @@ class Progress(TrainerCallback):
         if live():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step", leave=False)
+            self.bar = tqdm(
+                total=state.max_steps, initial=state.global_step, desc="train", unit="step", leave=False, disable=False
+            )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar:
