@@ -16,6 +16,7 @@ VERBS = {  # verb: (module, function, what it does): each imported only when its
     "data": ("ftlab.datacheck", "main", "ftlab data check [overrides]: what a run would train on, checked"),
     "chat": ("ftlab.chat", "main", "ask a finished run questions (or --prompts q.jsonl --out a.jsonl)"),
     "demo": ("ftlab.demo", "main", "base vs fine-tuned side by side in a local web page"),
+    "lab": ("ftlab.lab", "main", "a local web page: runs compared, sweeps' reports, runs launched and watched"),
     "merge": ("ftlab.merge", "main", "a run as one standalone Hugging Face model"),
     "export": ("ftlab.export.__main__", "main", "a run as GGUF for llama.cpp, with an Ollama Modelfile"),
     "push": ("ftlab.push", "main", "a finished run on the Hugging Face Hub with its card"),

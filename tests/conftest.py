@@ -4,7 +4,7 @@ before the workers start, GPU tests skipped without CUDA. Shared helpers live in
 import os
 
 import pytest
-from helpers import compose_cfg
+from helpers import CHROMEDRIVER, CHROMIUM, compose_cfg
 
 from ftlab.config.schema import register
 
@@ -45,3 +45,27 @@ def pytest_collection_modifyitems(config, items):
     if not torch.cuda.is_available():
         for item in gpu:
             item.add_marker(pytest.mark.skip(reason="needs CUDA"))
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium driven by selenium, every request it makes logged (the demo and the lab tests)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))  # both given: nothing is downloaded
+    yield driver
+    driver.quit()

@@ -4,14 +4,21 @@ one trained run that the chat, demo and card tests reuse."""
 import json
 import math
 import os
+import shutil
+import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
 from hydra import compose, initialize_config_dir
 
 from ftlab.core.files import PROJECT_ROOT
+
+# The web pages' browser tests (demo, lab): Debian's chromium and chromedriver (.ci/install-browser), screenshots kept.
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+ARTIFACTS = PROJECT_ROOT / "outputs" / "test-artifacts"  # outputs/ is git-ignored
 
 
 def compose_cfg(overrides=()):
@@ -238,3 +245,44 @@ def render_go_template(template: str, messages: list) -> str:
             i += 1
 
     return block(0, None)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def web_page(module: str, args: list, log: Path):
+    """A web page's command (the demo, the lab) started as a person starts it, on a free localhost port: its URL once
+    it answers (with its log); stopped after."""
+    import time
+    import urllib.request
+
+    import pytest
+
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT
+        )
+    url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 240
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"{module} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{module} did not answer on {url}:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -42,6 +42,8 @@ def test_each_verb_has_its_own_help(verb, capsys):
 def test_train_is_the_hydra_run_and_bare_overrides_still_are():
     proc = ftlab("train", "--help")
     assert proc.returncode == 0 and "== Configuration groups ==" in proc.stdout and "strategy: " in proc.stdout
+    proc = ftlab("train", "--verbose", "--cfg", "job")  # Hydra takes no --verbose: the verb turns it into log.verbose
+    assert proc.returncode == 0 and "verbose: true" in proc.stdout
     proc = ftlab("strategy=nope")  # no verb: a run, as `ftlab key=value` always was; refused before anything loads
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "strategy" in proc.stderr.splitlines()[-1] and "lora" in proc.stderr.splitlines()[-1]

@@ -1,21 +1,14 @@
 """python -m ftlab.demo in a real browser: headless Chromium picks a held-out question, both answers appear."""
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
-from helpers import shared_run
+from helpers import ARTIFACTS, CHROMEDRIVER, CHROMIUM, shared_run, web_page
 
-from ftlab.core.files import PROJECT_ROOT
-
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-ARTIFACT = PROJECT_ROOT / "outputs" / "test-artifacts" / "demo.png"  # outputs/ is git-ignored
+ARTIFACT = ARTIFACTS / "demo.png"
 
 
 @pytest.fixture(scope="module")
@@ -23,65 +16,13 @@ def demo_run(tmp_path_factory):
     return shared_run(tmp_path_factory)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def demo_url(demo_run, tmp_path):
     """The demo, started as a person starts it, on a free localhost port; stopped after the test."""
-    port, log = free_port(), tmp_path / "demo.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ftlab.demo", str(demo_run), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 240
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the demo exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the demo did not answer on {url}:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
+    log = tmp_path / "demo.log"
+    with web_page("ftlab.demo", [str(demo_run)], log) as url:
         assert f"Running on local URL:  {url.rstrip('/')}" in log.read_text()  # localhost only, no share link
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ.setdefault("SE_AVOID_STATS", "true")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))  # both given: nothing is downloaded
-    yield driver
-    driver.quit()
 
 
 @pytest.mark.slow
