@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -144,3 +145,43 @@ def test_runs_filters_and_json(outputs, capsys):
         main(["runs", str(outputs), "--where", "lora"])
     with pytest.raises(SystemExit, match="^error: .*nowhere: no such directory"):
         main(["runs", str(outputs / "nowhere")])
+
+
+@pytest.mark.slow
+def test_a_terminal_gets_one_live_bar_for_training_and_answers(tmp_path):
+    """Under a terminal (a pty, 120 columns): training is one redrawn tqdm bar with loss, learning rate and tokens/s,
+    the held-out answers another; the plain progress lines of a pipe are not printed."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from helpers import QUICK
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    overrides = [o for o in QUICK if not o.startswith("train.max_steps")] + ["train.max_steps=12"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ftlab", *overrides, "train.logging_steps=2", f"hydra.run.dir={tmp_path}"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closes when the run ends
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait() == 0, seen.decode(errors="replace")[-3000:]
+    frames = [f for f in re.split(r"[\r\n]", seen.decode(errors="replace")) if f.strip()]
+    train = [f for f in frames if f.startswith("train:") and "|" in f]
+    assert train and "12/12" in "".join(train) and all(k in train[-1] for k in ("loss=", "lr=", "tokens/s="))
+    assert [f for f in frames if f.startswith("answers:") and "|" in f]
+    assert not [f for f in frames if f.startswith("train: step ")]  # the pipe's plain lines
+    assert any(f.startswith("== ftlab run ") for f in frames)

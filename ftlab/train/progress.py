@@ -49,6 +49,8 @@ class Progress(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar:
+            self.bar.update(state.global_step - self.bar.n)
+            self.bar.refresh()  # the last step drawn (tqdm skips redraws within 0.1 s), then the bar gives way
             self.bar.close()
 
 
