@@ -15,10 +15,11 @@ from pathlib import Path
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: nothing leaves the machine
 
 from ftlab.core.files import PROJECT_ROOT  # noqa: E402
-from ftlab.report.runs import matches  # noqa: E402
+from ftlab.report.runs import choices_text, matches, number  # noqa: E402
 from ftlab.report.runs import runs as find_runs  # noqa: E402
+from ftlab.runs.lifecycle import GROUPS as RUN_GROUPS  # noqa: E402
 
-GROUPS = ("model", "strategy", "objective", "data", "quant", "optimizer")
+GROUPS = tuple(g for g in RUN_GROUPS if g != "dist")  # the launcher's dropdowns: dist needs a launcher of its own
 STEP_LOG = re.compile(r"step (\d+): \{.*'loss': '?([0-9.e+-]+)")  # ftlab.log's trainer lines (train/progress.py)
 
 
@@ -66,15 +67,12 @@ def loss_plot(curves: dict):
 
 
 def numbers_table(rows: list) -> str:
-    def number(value, digits=2):
-        return "-" if value is None else f"{value:.{digits}f}"
-
     lines = [
         "| run | status | choices | accuracy base → tuned | loss base → tuned | wall |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        choices = " ".join(f"{k}={v}" for k, v in r["choices"].items() if k in ("strategy", "quant", "objective"))
+        choices = choices_text(r["choices"])
         lines.append(
             f"| {r['run']} | {r['status']} | {choices} | {number(r['base_accuracy'])} → {number(r['accuracy'])} | "
             f"{number(r['base_loss'], 3)} → {number(r['loss'], 3)} | "
@@ -177,9 +175,7 @@ def build_app(root: Path, launcher: Launcher):
                 r["started"],
                 r["run"],
                 r["status"],
-                " ".join(
-                    f"{k}={v}" for k, v in r["choices"].items() if k in ("model", "strategy", "objective", "quant")
-                ),
+                choices_text(r["choices"]),
                 None if r["accuracy"] is None else round(r["accuracy"], 3),
                 None if r["loss"] is None else round(r["loss"], 3),
                 r["dir"],

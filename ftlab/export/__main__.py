@@ -126,10 +126,12 @@ def export_gguf(run_dir: Path, out_dir: Path, cfg, outtypes: list, lora: bool, c
 
 def notes(cfg, lora: bool) -> list:
     """What the GGUF is not, that the run was."""
+    from ftlab.config.rules import CONVERTING
+
     said = []
     if cfg.quant.method == "bnb":
         said.append(f"the adapter was trained on a {cfg.quant.name} base; the GGUF holds the de-quantized base")
-    if cfg.quant.method in ("qat", "ptq"):
+    if cfg.quant.method in CONVERTING:
         said.append(
             f"quant={cfg.quant.name}: the int weights de-quantized to float; llama.cpp computes activations in its "
             "own precision, not the run's int8 activation scheme"

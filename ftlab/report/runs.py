@@ -13,6 +13,15 @@ from ftlab.report.collect import collect_results, load_run, lookup
 
 ALIVE_S = 300  # a "running" run whose log has not grown for this long is taken as crashed (killed, out of memory)
 COLUMNS = ("started", "run", "status", "choices", "accuracy", "loss", "wall")
+SHOWN_CHOICES = ("model", "strategy", "objective", "quant")  # what tells runs apart; data, optimizer, dist rarely do
+
+
+def number(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def choices_text(choices: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in choices.items() if k in SHOWN_CHOICES)
 
 
 def runs(dirs: list) -> list:
@@ -61,17 +70,13 @@ def matches(row: dict, status: str | None, where: list) -> bool:
 def table(rows: list) -> str:
     """Plain text, one line per run (a failed run's reason on the line below it)."""
 
-    def number(value, digits=2):
-        return "-" if value is None else f"{value:.{digits}f}"
-
     lines = []
     for row in rows:
-        choices = " ".join(f"{k}={v}" for k, v in row["choices"].items() if k not in ("data", "optimizer", "dist"))
         cells = [
             row["started"],
             row["run"],
             row["status"],
-            choices,
+            choices_text(row["choices"]),
             f"{number(row['base_accuracy'])} -> {number(row['accuracy'])}",
             number(row["loss"], 3),
             "-" if row["wall_s"] is None else f"{row['wall_s']:.0f} s",

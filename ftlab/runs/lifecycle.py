@@ -13,6 +13,7 @@ results.json says `running` from the claim on (what a killed run leaves behind),
 import errno
 import json
 import logging
+import math
 import re
 import shutil
 import sys
@@ -249,10 +250,7 @@ def sweep_position(hydra_cfg) -> str:
         counts[override.key_or_group] = (
             len(list(override.sweep_string_iterator())) if override.is_sweep_override() else 1
         )
-    total = 1
-    for count in counts.values():
-        total *= count
-    return f"{number}/{total}"
+    return f"{number}/{math.prod(counts.values())}"
 
 
 def check_placeholders(cfg) -> None:
