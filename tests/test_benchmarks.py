@@ -82,3 +82,31 @@ def test_gpu_case_code_runs_on_a_small_llama_here(tmp_path):
             assert "error" not in figures, f"{label}: {figures.get('error')}"
             assert figures["steps"] == 2 and figures["mfu"] > 0
         assert case["ratio"]["tokens_per_s"] > 0 and case["matmul_params"] > 0
+
+
+def test_every_peer_recipe_gets_the_whole_shared_job(tiny_path, tmp_path):
+    """benchmarks/peers.py: the token count every tool is credited with is the one ftlab's trainer sees, and each
+    peer's recipe writes every training row and the job's model and hyperparameters into its dataset and config
+    (the peers themselves are not installed here: the benchmark is not part of CI)."""
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from benchmarks.peers import PEERS, recipe, shared_job
+    from benchmarks.trl_vs_ftlab import ftlab_trainer
+
+    job = shared_job(tmp_path, -1)
+    trainer, _ = ftlab_trainer(["experiment=hr_bot", "wandb.mode=disabled"], tmp_path / "ftlab")
+    epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    assert job["tokens"] == epoch * job["epochs"] and job["rows"] == len(trainer.train_dataset)
+    assert job["steps"] == -(-job["rows"] // job["batch_size"]) * job["epochs"]
+    rows = [json.loads(line) for line in open(job["train_file"], encoding="utf-8")]
+    for name in PEERS:
+        peer, work = recipe(name), tmp_path / name
+        work.mkdir()
+        argv = peer.prepare(work, job)
+        assert "/" not in argv[0], f"{name}: the command is a console script of the peer's venv, not {argv[0]}"
+        written = " ".join(argv) + "".join(p.read_text(encoding="utf-8") for p in work.rglob("*") if p.is_file())
+        missing = [r["completion"] for r in rows if r["completion"] not in written]
+        missing = [c for c in missing if json.dumps(c)[1:-1] not in written]  # or as JSON escapes it
+        assert not missing, f"{name}: {len(missing)} training answers not written, e.g. {missing[0]!r}"
+        for value in (job["model"], str(job["lr"]), str(job["max_length"]), str(job["seed"])):
+            assert value in written, f"{name}: {value} not in its config"
+        assert any(pin.endswith(f"=={peer.VERSION}") for pin in peer.INSTALL), f"{name}: {peer.VERSION} not pinned"

@@ -55,7 +55,7 @@ def test_launcher_preset_composes_into_the_plugin_config(name):
     launcher = launcher_cfg(name)
     assert launcher["_target_"] == TARGETS[name]
     if name == "parallel":
-        assert launcher["n_jobs"] == 4 and launcher["prefer"] == "processes"
+        assert launcher["n_jobs"] == -1 and launcher["prefer"] == "processes"
         return
     assert launcher["submitit_folder"].startswith("${hydra.sweep.dir}/")
     assert launcher["submitit_folder_resolved"] == "/sweeps/x/.submitit/%j"  # inside the sweep directory
@@ -136,7 +136,7 @@ def test_parallel_preset_runs_runs_side_by_side(tmp_path):
     # Two runs show the runs share the machine (2 cores here); the preset's 4 jobs are checked above.
     code, out, pid = sweep(["hydra/launcher=parallel", "seed=1,2", *SMALL], tmp_path)
     assert code == 0, out[-3000:]
-    assert "Joblib.Parallel(" in out and "n_jobs=4" in out and "is launching 2 jobs" in out
+    assert "Joblib.Parallel(" in out and "n_jobs=-1" in out and "is launching 2 jobs" in out
     check_sweep(tmp_path, [1, 2], pid)
 
 

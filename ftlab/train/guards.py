@@ -25,7 +25,10 @@ class StopOnDivergence(TrainerCallback):
         if args.fp16:  # fp16's loss scaler expects overflows: it skips those steps and lowers the scale itself
             return
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):  # one device sync
+        # One multi-tensor norm for all gradients, then one check and one device sync: a NaN or infinity anywhere makes
+        # its tensor's norm non-finite (as would a gradient of 1e19, divergence all the same). 12x cheaper on the tiny
+        # model than a check per tensor, which cost 2.5% of its training step (benchmarks/README.md).
+        if grads and not bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()):
             raise FloatingPointError(
                 f"training diverged: a gradient is NaN or infinite at step {state.global_step + 1}"
                 f" (not applied; {DIVERGED_ADVICE})"
