@@ -133,7 +133,7 @@ def check_sweep(sweep_dir: Path, seeds: list, parent_pid: int) -> list:
 
 @pytest.mark.slow
 def test_parallel_preset_runs_runs_side_by_side(tmp_path):
-    # Two runs show the runs share the machine (2 cores here); the preset's 4 jobs are checked above.
+    # Two runs show the runs share the machine (2 cores here); the preset's n_jobs (-1, one per core) is checked above.
     code, out, pid = sweep(["hydra/launcher=parallel", "seed=1,2", *SMALL], tmp_path)
     assert code == 0, out[-3000:]
     assert "Joblib.Parallel(" in out and "n_jobs=-1" in out and "is launching 2 jobs" in out

@@ -16,7 +16,6 @@ it also copies into output_dir/debug.log."""
 
 import ast
 import json
-import math
 import re
 from pathlib import Path
 
@@ -29,9 +28,7 @@ ENV = {"AXOLOTL_DO_NOT_TRACK": "1"}
 
 
 def prepare(work: Path, job: dict) -> list[str]:
-    rows = [json.loads(line) for line in Path(job["train_file"]).read_text(encoding="utf-8").splitlines()]
     write_messages(job, work / "train.jsonl")
-    steps_per_epoch = math.ceil(math.ceil(len(rows) / job["batch_size"]) / job["grad_accum"])
     dataset = {
         "path": str(work / "train.jsonl"),
         "ds_type": "json",
@@ -50,7 +47,7 @@ def prepare(work: Path, job: dict) -> list[str]:
         "sample_packing": False,
         "pad_to_sequence_len": False,
         "num_epochs": job["epochs"],
-        "max_steps": job["max_steps"] if job["max_steps"] > 0 else int(steps_per_epoch * job["epochs"]),
+        "max_steps": job["steps"],  # the shared job's count: every epoch's last partial batch counted
         "micro_batch_size": job["batch_size"],
         "gradient_accumulation_steps": job["grad_accum"],
         "learning_rate": job["lr"],
